@@ -1,0 +1,54 @@
+# verihook: the targets the README names.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: venv run test lint fuzz bench chaos demo clean
+CHAOS_DELIVERIES ?= 3000
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: start receiver + worker (+ scheduler) on 127.0.0.1:8000, embedded SQLite and Redis
+run: venv
+	$(VENV)/bin/verihook up
+
+## test: the whole suite on SQLite and PostgreSQL with a real Redis
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## chaos: the chaos tests at full size (a short form of each is part of `make test`)
+chaos: venv
+	VERIHOOK_CHAOS_DELIVERIES=$(CHAOS_DELIVERIES) $(PY) -m pytest -s tests/test_chaos.py \
+		tests/test_leader.py tests/test_process_chaos.py $(PYTEST_ARGS)
+
+## fuzz: 10,000 generated requests per inbound endpoint (about 17 minutes; `make test` runs 60)
+fuzz: venv
+	VERIHOOK_FUZZ_EXAMPLES=10000 $(PY) -m pytest tests/test_fuzz.py -k sqlite --timeout=0 \
+		--hypothesis-show-statistics $(PYTEST_ARGS)
+
+## demo: the demo of reconciliation under chaos (a few hundred sessions, real processes)
+demo: venv
+	$(VENV)/bin/verihook demo
+
+## bench: every benchmark (a few minutes; not part of `make test`); results in bench/results/
+bench: venv
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(PY) -m bench.ingest --backend postgresql --seconds 15
+	$(PY) -m bench.ingest --backend sqlite --seconds 15
+	$(PY) -m bench.apply_throughput --backend postgresql --events 20000 --workers 2
+	$(PY) -m bench.e2e --backend postgresql --rate 500 --seconds 20
+	$(PY) -m bench.reconcile --backend postgresql --open 100000 --due 200
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis test-artifacts
