@@ -1,0 +1,50 @@
+"""gunicorn settings for the verihook receiver (`gunicorn -c python:receiver.gunicorn_conf`).
+
+Providers give up after 10 s (iDenfy, idvapi), so a request may never take longer than 8 s.
+gunicorn's access log is off: the app logs each request itself with secret path segments
+(`/webhooks/idvapi/<token>`) redacted and without query strings. Metrics from every worker are
+aggregated through PROMETHEUS_MULTIPROC_DIR (default `var/prometheus`, emptied at start).
+"""
+
+import multiprocessing
+import os
+import shutil
+
+wsgi_app = "app:app"
+bind = os.environ.get("VERIHOOK_BIND", "127.0.0.1:8000")
+# SQLite (the embedded default) has a single writer: one process whose threads queue on an
+# in-process lock beats several processes sleeping in SQLite's busy handler.
+_sqlite = os.environ.get("VERIHOOK_DATABASE_URL", "sqlite:").startswith("sqlite:")
+_default_workers = 1 if _sqlite else multiprocessing.cpu_count() * 2 + 1
+workers = int(os.environ.get("VERIHOOK_WEB_WORKERS", _default_workers))
+worker_class = "gthread"
+threads = int(os.environ.get("VERIHOOK_WEB_THREADS", "8" if _sqlite else "4"))
+timeout = 8
+graceful_timeout = 8
+keepalive = 5
+accesslog = None
+errorlog = "-"
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+control_socket_disable = True  # gunicorn's control socket wants a writable $HOME
+
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(os.environ.get("VERIHOOK_VAR_DIR", "var"), "prometheus"),
+)
+
+
+def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
+    """Start with an empty metrics directory (stale files would add old counts)."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if os.environ.get("VERIHOOK_KEEP_METRICS") != "1":
+        shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """Forget a dead worker's live gauges."""
+    from receiver.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)

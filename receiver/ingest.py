@@ -1,0 +1,161 @@
+"""The ingest path: authenticate → parse → store event + outbox in one transaction.
+
+Plain function, no Flask: the webhook blueprint calls it and enqueues after it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from receiver.exceptions import ParseError, StoreUnavailableError
+from receiver.logs import crash_site
+from receiver.providers.base import AuthContext, Delivery, Parsed, Provider
+from receiver.store.crypto import Keyring
+from receiver.store.db import transaction
+from receiver.store.events import NewEvent, store_event
+from receiver.store.models import VerificationSession
+
+log = logging.getLogger(__name__)
+
+CONNECTION_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+"""Errors that mean the database cannot be used right now (unreachable, locked, pool exhausted,
+shutting down): answered 503 so the provider retries. Any other database error may be caused by
+the delivery's content, which a retry would only repeat forever."""
+
+
+class Outcome(StrEnum):
+    """How an authentic delivery was taken in (DESIGN §3 answers)."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The stored event's id and what happened to the delivery."""
+
+    outcome: Outcome
+    event_id: int
+    parsed: Parsed | None
+
+    @property
+    def needs_apply(self) -> bool:
+        """True when a new event is waiting for a worker."""
+        return self.outcome is Outcome.ACCEPTED
+
+
+def stored_state_lookup(engine: Engine, provider: str):  # type: ignore[no-untyped-def]
+    """A callback that reads the `state` digest stored for one of `provider`'s sessions."""
+
+    def lookup(session_id: str) -> str | None:
+        with transaction(engine) as session:
+            return session.execute(
+                select(VerificationSession.state_digest).where(
+                    VerificationSession.provider == provider,
+                    VerificationSession.session_id == session_id,
+                )
+            ).scalar_one_or_none()
+
+    return lookup
+
+
+def ingest(
+    delivery: Delivery, provider: Provider, *, engine: Engine, keyring: Keyring, now: float
+) -> IngestResult:
+    """Authenticate (raises AuthenticationError, nothing stored), parse, and store durably.
+
+    Raises StoreUnavailableError only when the database cannot be used; an authentic delivery
+    whose parsed form the store refuses is stored raw and quarantined instead.
+    """
+    context = AuthContext(
+        now=now, stored_state_digest=_guarded(stored_state_lookup(engine, provider.name))
+    )
+    provider.authenticate(delivery, context)
+    parsed, parse_error = _parse(delivery, provider)
+    event = _new_event(delivery, provider, parsed, parse_error)
+    try:
+        event_id, created = _store(engine, event, keyring)
+    except (DBAPIError, UnicodeError) as exc:  # not a connection error: about this content
+        log.error(
+            "store refused a parsed %s delivery; storing it raw, quarantined",
+            provider.name,
+            extra={"provider": provider.name, "reason": type(exc).__name__},
+        )
+        parsed = None
+        parse_error = f"the store refused the parsed delivery ({type(exc).__name__}); kept raw"
+        raw = _new_event(delivery, provider, None, parse_error)
+        try:
+            event_id, created = _store(engine, raw, keyring)
+        except DBAPIError as again:  # a raw event holds no provider text: the store is at fault
+            raise StoreUnavailableError("the event store refuses every write") from again
+    if not created:
+        outcome = Outcome.DUPLICATE
+    else:
+        outcome = Outcome.QUARANTINED if parse_error else Outcome.ACCEPTED
+    return IngestResult(outcome=outcome, event_id=event_id, parsed=parsed)
+
+
+def _parse(delivery: Delivery, provider: Provider) -> tuple[Parsed | None, str | None]:
+    """The parsed delivery, or None and why it is quarantined.
+
+    Parsing is pure, so any exception is about this content and this code, never the
+    infrastructure: an unexpected one quarantines the delivery (replayable once fixed) rather
+    than answering 500 to an authentic delivery.
+    """
+    try:
+        return provider.parse(delivery), None
+    except ParseError as exc:
+        return None, str(exc)[:2000]
+    except Exception as exc:
+        site = crash_site(exc)
+        log.error("%s parser failed; quarantining", provider.name, extra={"reason": site})
+        return None, f"unexpected {site} while parsing"
+
+
+def _new_event(
+    delivery: Delivery, provider: Provider, parsed: Parsed | None, parse_error: str | None
+) -> NewEvent:
+    return NewEvent(
+        provider=provider.name,
+        dedupe_key=provider.dedupe_key(delivery, parsed),
+        kind=delivery.source.value,
+        record=delivery.to_record(),
+        received_at=delivery.received_at,
+        notification=delivery.notification,
+        session_id=parsed.session_id if parsed else None,
+        user_ref=parsed.user_ref if parsed else None,
+        parse_error=parse_error,
+    )
+
+
+def _store(engine: Engine, event: NewEvent, keyring: Keyring) -> tuple[int, bool]:
+    """Store one event in its own transaction; StoreUnavailableError on connection errors."""
+    try:
+        with transaction(engine) as session:
+            return store_event(session, event, keyring=keyring)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailableError("the event store is unavailable") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailableError("the event store is unavailable") from exc
+        raise
+
+
+def _guarded(lookup):  # type: ignore[no-untyped-def]
+    """Any database error while reading callback state is the store's: the session id looked up
+    is printable text checked by the provider before, so it cannot be the content's fault."""
+
+    def guarded(session_id: str) -> str | None:
+        try:
+            return lookup(session_id)
+        except (*CONNECTION_ERRORS, DBAPIError) as exc:
+            raise StoreUnavailableError("the event store is unavailable") from exc
+
+    return guarded

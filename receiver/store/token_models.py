@@ -1,0 +1,23 @@
+"""Stored API tokens (`verihook tokens create`): only a token's sha256 is kept, never the token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from receiver.store.models import utcnow
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token with a role; `token_digest` is sha256(token) (receiver.api.auth)."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=48, unique=True)
+    role: str = Field(max_length=16)
+    token_digest: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str | None = Field(default=None, max_length=64)
+    revoked_at: datetime | None = None
