@@ -1,0 +1,1 @@
+"""The JSON API for the product backend, operators and auditors (DESIGN §3)."""
