@@ -1,0 +1,312 @@
+"""Apply stored events to sessions and users, a batch per transaction, idempotently.
+
+One transaction per batch: claim ready outbox rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite
+has one writer), re-parse each event's stored delivery with today's code, lock the sessions it
+touches in a fixed order, record every new observation, merge by the ordering rule, update the
+users, append audit entries, queue notifications, mark the events and delete their outbox rows.
+An observation already recorded for its session (same key) is skipped, so applying an event
+twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlmodel import Session
+
+from receiver.canonical import (
+    DecidedBy,
+    Observation,
+    Source,
+    Status,
+    status_class,
+    utc,
+)
+from receiver.providers import Provider
+from receiver.providers.base import Delivery, Parsed
+from receiver.store.crypto import Keyring
+from receiver.store.events import open_payload
+from receiver.store.models import (
+    Disposition,
+    EventState,
+    InboundEvent,
+    ObservationRecord,
+    OutboxEntry,
+    utcnow,
+)
+from reconciler.audit import AuditDraft
+from reconciler.ordering import ordering_key
+from reconciler.planner import Policy, SessionFacts, after_event
+from reconciler.poller import SYNTHETIC_EXPIRY, expiry_observation
+from reconciler.sessions import SessionRow, lock_sessions, write_sessions
+from reconciler.users import refresh_users
+
+
+@dataclass
+class BatchResult:
+    """What one batch did."""
+
+    applied: list[int] = field(default_factory=list)
+    superseded: list[int] = field(default_factory=list)
+    quarantined: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
+    audit: list[AuditDraft] = field(default_factory=list)
+    changed_users: set[str] = field(default_factory=set)
+
+
+def claim_ready(session: Session, limit: int) -> list[int]:
+    """Lock up to `limit` ready outbox rows (others' locked rows are skipped) and return ids."""
+    query = (
+        select(OutboxEntry.event_id)
+        .where(OutboxEntry.available_at <= utcnow())
+        .order_by(OutboxEntry.event_id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.execute(query).scalars())
+
+
+def parse_event(event: InboundEvent, provider: Provider, keyring: Keyring) -> Parsed:
+    """Re-parse an event's stored delivery with today's code (raises ParseError)."""
+    delivery = Delivery.from_record(open_payload(event, keyring=keyring))
+    if delivery.source is Source.POLL:
+        session_id = delivery.query_value("session_id") or ""
+        if delivery.query_value("verihook") == SYNTHETIC_EXPIRY:
+            return expiry_observation(provider.name, session_id, delivery.received_at)
+        return provider.parse_status(session_id, json.loads(delivery.body), delivery.received_at)
+    return provider.parse(delivery)
+
+
+def _current_key(row: SessionRow) -> tuple | None:  # type: ignore[type-arg]
+    if row.current_observation_key is None or row.status_observed_at is None:
+        return None
+    klass = status_class(Status(row.status), DecidedBy(row.decided_by))
+    return (klass, utc(row.status_observed_at), row.current_observation_key)
+
+
+@dataclass
+class _SessionWork:
+    row: SessionRow
+    before: tuple[str, str]
+    observations: list[tuple[int, Observation]] = field(default_factory=list)
+    poll_now: bool = False
+
+
+def apply_parsed(
+    session: Session,
+    parsed_events: dict[int, tuple[InboundEvent, Parsed]],
+    *,
+    keyring: Keyring,
+    actor: str,
+    policies: dict[str, Policy],
+    replay: bool = False,
+    notify: bool = False,
+) -> BatchResult:
+    """Apply already-parsed events inside the caller's transaction, with set-based queries."""
+    result = BatchResult()
+    refs = {}
+    for event, parsed in parsed_events.values():
+        if parsed.session_id is not None:
+            refs.setdefault((event.provider, parsed.session_id), parsed.user_ref)
+    rows = lock_sessions(session, refs)
+    work = {key: _SessionWork(row, (row.status, row.decided_by)) for key, row in rows.items()}
+    for event_id, (event, parsed) in list(parsed_events.items()):
+        if parsed.session_id is not None and (event.provider, parsed.session_id) not in rows:
+            result.deferred.append(event_id)  # another worker holds its session: next batch
+            del parsed_events[event_id]
+    for event_id, (event, parsed) in parsed_events.items():
+        if parsed.session_id is None:
+            continue
+        item = work[(event.provider, parsed.session_id)]
+        item.poll_now |= parsed.poll_now
+        item.observations.extend((event_id, obs) for obs in parsed.observations)
+    known = _known_keys(session, work.values())
+    inserts: list[dict[str, object]] = []
+    dethroned: list[dict[str, object]] = []
+    winners: dict[tuple[str, str], str | None] = {}
+    for key, item in work.items():
+        winners[key] = _merge_session(item, known, keyring, inserts, dethroned)
+        _schedule(item, policies[item.row.provider])
+        if (item.row.status, item.row.decided_by) != item.before:
+            result.audit.append(_session_audit(item, actor, replay))
+        if item.row.user_ref:
+            result.changed_users.add(item.row.user_ref)
+    write_sessions(session, [item.row for item in work.values()])
+    if inserts:
+        session.connection().execute(insert(_OBS), inserts)
+    if dethroned:
+        session.connection().execute(_DETHRONE, dethroned)
+    _mark_events(session, parsed_events, winners, result)
+    result.audit.extend(
+        refresh_users(session, result.changed_users, actor=actor, replay=replay, notify=notify)
+    )
+    return result
+
+
+_OBS = ObservationRecord.__table__  # type: ignore[attr-defined]
+_DETHRONE = (
+    update(_OBS)
+    .where(_OBS.c.session_pk == bindparam("spk"), _OBS.c.observation_key == bindparam("okey"))
+    .values(disposition=Disposition.SUPERSEDED.value)
+)
+
+
+def _known_keys(session: Session, items: Iterable[_SessionWork]) -> set[tuple[int, str]]:
+    """(session pk, observation key) pairs already recorded, in one query."""
+    pks = {item.row.id for item in items if item.observations}
+    keys = {obs.key for item in items for _, obs in item.observations}
+    if not pks:
+        return set()
+    rows = session.execute(
+        select(ObservationRecord.session_pk, ObservationRecord.observation_key).where(
+            ObservationRecord.session_pk.in_(pks), ObservationRecord.observation_key.in_(keys)
+        )
+    )
+    return {(pk, key) for pk, key in rows}
+
+
+def _merge_session(
+    item: _SessionWork,
+    known: set[tuple[int, str]],
+    keyring: Keyring,
+    inserts: list[dict[str, object]],
+    dethroned: list[dict[str, object]],
+) -> str | None:
+    """Merge new observations into one locked session row; queue the rows to write."""
+    row = item.row
+    fresh: dict[str, tuple[int, Observation]] = {}
+    for event_id, obs in item.observations:
+        if (row.id, obs.key) not in known:
+            fresh.setdefault(obs.key, (event_id, obs))
+    best = _current_key(row)
+    winner: tuple[int, Observation] | None = None
+    for event_id, obs in fresh.values():
+        if best is None or ordering_key(obs) > best:
+            best, winner = ordering_key(obs), (event_id, obs)
+    for key, (event_id, obs) in fresh.items():
+        applied = winner is not None and winner[1].key == key
+        disposition = Disposition.APPLIED if applied else Disposition.SUPERSEDED
+        inserts.append(_record(row, event_id, obs, disposition, keyring))
+    now = utcnow()
+    if winner is not None:
+        if row.current_observation_key:
+            dethroned.append({"spk": row.id, "okey": row.current_observation_key})
+        event_id, obs = winner
+        row.status, row.decided_by = obs.status.value, obs.decided_by.value
+        row.status_observed_at, row.current_observation_key = utc(obs.occurred_at), obs.key
+        row.last_event_id, row.last_source = event_id, obs.source.value
+        row.last_reason = obs.provider_status[:64]
+        row.settled = obs.is_final
+        row.overdue = False  # news arrived: whoever chased it can stop
+    row.updated_at = now
+    return row.current_observation_key
+
+
+def _schedule(item: _SessionWork, policy: Policy) -> None:
+    """Set the session's next check: now after a redirect, else by the provider's policy."""
+    row, now = item.row, utcnow()
+    if item.poll_now and not row.settled:
+        row.next_check_at = now
+        return
+    facts = SessionFacts(
+        status=Status(row.status),
+        created_at=utc(row.created_at),
+        poll_attempts=row.poll_attempts,
+        overdue=row.overdue,
+        settled=row.settled,
+    )
+    current = utc(row.next_check_at) if row.next_check_at else None
+    row.next_check_at = after_event(policy, facts, now, current)
+
+
+def _record(
+    row: SessionRow, event_id: int, obs: Observation, disposition: str, keyring: Keyring
+) -> dict[str, object]:
+    record: dict[str, object] = {
+        "session_pk": row.id,
+        "observation_key": obs.key,
+        "status": obs.status.value,
+        "decided_by": obs.decided_by.value,
+        "status_class": int(obs.status_class),
+        "occurred_at": utc(obs.occurred_at),
+        "source": obs.source.value,
+        "provider_status": obs.provider_status[:64],
+        "reasons": json.dumps(list(obs.reasons))[:2000],
+        "event_id": event_id,
+        "disposition": disposition.value if isinstance(disposition, Disposition) else disposition,
+        "recorded_at": utcnow(),
+        "key_id": None,
+        "details_blob": None,
+    }
+    if obs.details:
+        sealed = keyring.seal(
+            json.dumps(obs.details, default=str).encode(),
+            aad=f"observation:{row.id}:{obs.key}".encode(),
+        )
+        record["key_id"], record["details_blob"] = sealed.key_id, sealed.blob
+    return record
+
+
+def _session_audit(item: _SessionWork, actor: str, replay: bool) -> AuditDraft:
+    row = item.row
+    return AuditDraft(
+        actor=actor,
+        source="replay" if replay else (row.last_source or "webhook"),
+        subject="session",
+        provider=row.provider,
+        session_id=row.session_id,
+        user_ref=row.user_ref,
+        previous_status=item.before[0],
+        new_status=row.status,
+        decided_by=row.decided_by,
+        event_id=row.last_event_id,
+        reason=row.last_reason or "",
+    )
+
+
+def _mark_events(
+    session: Session,
+    parsed_events: dict[int, tuple[InboundEvent, Parsed]],
+    winners: dict[tuple[str, str], str | None],
+    result: BatchResult,
+) -> None:
+    """Mark each event applied or superseded (one UPDATE per state) and drop its outbox row."""
+    now = utcnow()
+    events = InboundEvent.__table__  # type: ignore[attr-defined]
+    conn = session.connection()
+    for event_id, (event, parsed) in parsed_events.items():
+        keys = {obs.key for obs in parsed.observations}
+        current = winners.get((event.provider, parsed.session_id or ""))
+        superseded = bool(keys) and current not in keys
+        (result.superseded if superseded else result.applied).append(event_id)
+        if (event.session_id, event.user_ref) != (
+            parsed.session_id,
+            parsed.user_ref or event.user_ref,
+        ):
+            conn.execute(
+                update(events)
+                .where(events.c.id == event_id)
+                .values(session_id=parsed.session_id, user_ref=parsed.user_ref or event.user_ref)
+            )
+    for state, ids in (
+        (EventState.APPLIED, result.applied),
+        (EventState.SUPERSEDED, result.superseded),
+    ):
+        if ids:
+            conn.execute(
+                update(events)
+                .where(events.c.id.in_(ids))
+                .values(state=state.value, applied_at=now, updated_at=now, last_error=None)
+            )
+    outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
+    conn.execute(delete(outbox).where(outbox.c.event_id.in_(list(parsed_events))))
+
+
+def occurred(value: datetime | None) -> str | None:
+    """ISO-8601 of an optional time (for payloads)."""
+    return utc(value).isoformat() if value else None

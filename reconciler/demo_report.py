@@ -1,0 +1,323 @@
+"""The demo's plan and its verdict: which sessions to run, and how verihook did against the truth.
+
+Pure bookkeeping shared by `verihook demo` (real processes) and the in-process chaos test: plan
+sessions over the five providers, compare verihook's sessions with each simulator's truth, and
+sum up who settled what (webhook, poll, overdue) and what it cost in status calls.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from receiver.store.models import VerificationSession
+
+PROVIDERS = ("contiguity", "docverify", "idvapi", "idenfy", "nevis")
+IN_FLIGHT = frozenset({"pending", "processing", "requires_input"})
+POLL_CAPABLE = frozenset({"contiguity", "docverify", "idenfy", "nevis"})
+"""Providers with a status source: each of their sessions must end equal to the truth."""
+
+DEMO_CHAOS: dict[str, Any] = {"drop": 0.3, "duplicate": 0.2, "shuffle": 1.0, "delay_max": 0.3}
+"""Chaos on every simulator: 30 % dropped, 20 % duplicated, every script's deliveries shuffled."""
+
+MAX_SCRIPT_DELAY_SECONDS = 0.3
+"""A session's script starts up to this long after its creation (the user takes a moment)."""
+
+# (outcome, manual, provider_status) per provider, drawn uniformly
+Script = tuple[str, bool, str | None]
+DEMO_OUTCOMES: dict[str, tuple[Script, ...]] = {
+    "contiguity": (
+        ("verified", False, None),
+        ("rejected", False, None),
+        ("verified", True, None),
+        ("rejected", True, None),
+    ),
+    "docverify": (
+        ("verified", False, None),
+        ("rejected", False, "complete"),
+        ("rejected", False, "error"),
+        ("review", False, None),
+    ),
+    "idvapi": (("verified", False, None), ("rejected", False, None)),
+    "idenfy": (
+        ("verified", False, None),
+        ("rejected", False, None),
+        ("verified", True, None),
+        ("rejected", True, None),
+        ("review", False, None),
+        ("expired", False, None),
+    ),
+    "nevis": (("verified", False, None), ("rejected", False, None)),
+}
+
+
+@dataclass
+class PlannedSession:
+    """One session the demo creates, and the outcome its simulator is scripted to."""
+
+    provider: str
+    user_ref: str
+    outcome: str
+    manual: bool = False
+    provider_status: str | None = None
+    after: float = 0.0
+    session_id: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(provider, session id), as verihook's sessions are keyed."""
+        return self.provider, self.session_id
+
+    @property
+    def label(self) -> str:
+        """The scripted outcome, e.g. `verified (manual)`."""
+        return self.outcome + (" (manual)" if self.manual else "")
+
+
+def plan_sessions(
+    count: int, seed: int, outcomes: Mapping[str, tuple[Script, ...]] = DEMO_OUTCOMES
+) -> list[PlannedSession]:
+    """`count` sessions round-robin over the providers, outcomes drawn from a seeded stream."""
+    rng = random.Random(seed)
+    planned = []
+    for index in range(count):
+        provider = PROVIDERS[index % len(PROVIDERS)]
+        outcome, manual, provider_status = rng.choice(outcomes[provider])
+        after = round(rng.uniform(0.0, MAX_SCRIPT_DELAY_SECONDS), 3)
+        user_ref = f"demo-{seed}-{index:04d}"
+        planned.append(PlannedSession(provider, user_ref, outcome, manual, provider_status, after))
+    return planned
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """One session: the simulator's truth against verihook's record of it."""
+
+    provider: str
+    session_id: str
+    scripted: str
+    expected: str  # "verified/auto", or "overdue" for an idvapi session that lost its webhook
+    actual: str  # the same shape, from verihook
+    source: str  # where verihook's deciding observation came from: webhook | poll | none
+    overdue: bool
+    status_calls: int  # status calls verihook made for this session (its poll_attempts)
+    final_delivered: bool  # did the provider's final webhook/redirect reach verihook?
+
+    @property
+    def matches(self) -> bool:
+        """True when verihook ended where the simulator says it should."""
+        return self.expected == self.actual
+
+    @property
+    def outcome(self) -> str:
+        """How the session was settled: webhook, healed (by a poll) or overdue."""
+        if self.overdue:
+            return "overdue"
+        return "healed" if self.source == "poll" else self.source
+
+
+def final_event(provider: str, truth: Mapping[str, Any]) -> str:
+    """The simulator's name for the delivery that carries a session's final state."""
+    if provider == "contiguity":
+        return f"identity.verification_session.{truth['provider_status']}"
+    if provider == "idenfy":
+        return str(truth["notifications"][-1]) if truth["notifications"] else ""
+    if provider == "idvapi":
+        return f"verification.{truth['provider_status']}"
+    return "redirect"
+
+
+def judge(planned: PlannedSession, truth: Mapping[str, Any] | None, row: Any) -> SessionResult:
+    """Compare one session's truth with verihook's row (None when verihook has no such row)."""
+    truth = truth or {"canonical": "unknown", "decided_by": None, "deliveries": [], "final": False}
+    delivered = truth.get("final", False) and any(
+        entry["event"] == final_event(planned.provider, truth) and entry["result"] == "delivered"
+        for entry in truth["deliveries"]
+    )
+    expected = f"{truth['canonical']}/{truth['decided_by'] or 'auto'}"
+    if not truth.get("final") or truth.get("script_active"):
+        expected = f"unfinished:{expected}"
+    elif planned.provider not in POLL_CAPABLE and not delivered:
+        expected = "overdue"
+    actual = "missing"
+    if row is not None:
+        lost = row.overdue and row.status in IN_FLIGHT and planned.provider not in POLL_CAPABLE
+        actual = "overdue" if lost else f"{row.status}/{row.decided_by}"
+    return SessionResult(
+        provider=planned.provider,
+        session_id=planned.session_id,
+        scripted=planned.label,
+        expected=expected,
+        actual=actual,
+        source=(row.last_source if row is not None else None) or "none",
+        overdue=bool(row is not None and row.overdue),
+        status_calls=row.poll_attempts if row is not None else 0,
+        final_delivered=bool(delivered),
+    )
+
+
+def evaluate(
+    engine: Engine, sims: Mapping[str, Any], planned: Iterable[PlannedSession]
+) -> list[SessionResult]:
+    """Judge every planned session (read-only: one SELECT, one truth look-up per session)."""
+    with engine.connect() as connection:
+        rows = {
+            (row.provider, row.session_id): row
+            for row in connection.execute(select(VerificationSession.__table__))  # type: ignore[attr-defined]
+        }
+    return [
+        judge(item, sims[item.provider].truth(item.session_id), rows.get(item.key))
+        for item in planned
+        if item.session_id
+    ]
+
+
+@dataclass
+class ProviderFigures:
+    """One provider's line of the report."""
+
+    sessions: int = 0
+    by_webhook: int = 0
+    healed: int = 0
+    overdue: int = 0
+    mismatched: int = 0
+    status_calls: int = 0
+
+    @property
+    def calls_per_healed(self) -> float | None:
+        """Status calls spent per session healed by a poll (None when none was healed)."""
+        return self.status_calls / self.healed if self.healed else None
+
+
+@dataclass
+class DemoReport:
+    """What the demo (or the chaos test) found."""
+
+    providers: dict[str, ProviderFigures]
+    results: list[SessionResult]
+    idenfy_calls_after_final_webhook: int
+    elapsed_seconds: float = 0.0
+    timed_out: bool = False
+    notes: list[str] = field(default_factory=list)
+    pii: list[str] = field(default_factory=list)
+    """Every personal value the simulators generated during the run (for leak checks)."""
+
+    @property
+    def mismatches(self) -> list[SessionResult]:
+        """Sessions where verihook does not agree with the simulator."""
+        return [result for result in self.results if not result.matches]
+
+    @property
+    def healed(self) -> int:
+        """Sessions healed by a poll, over all providers."""
+        return sum(figures.healed for figures in self.providers.values())
+
+    @property
+    def status_calls(self) -> int:
+        """Status calls the simulators answered, over all providers."""
+        return sum(figures.status_calls for figures in self.providers.values())
+
+    @property
+    def calls_per_healed(self) -> float | None:
+        """Status calls per healed session, over all providers."""
+        return self.status_calls / self.healed if self.healed else None
+
+    @property
+    def ok(self) -> bool:
+        """Every session matches the truth, in time."""
+        return not self.mismatches and not self.timed_out
+
+
+def status_calls(sim: Any) -> int:
+    """Status-endpoint calls one simulator answered."""
+    return int(sum(sim.stats()["status_calls"].values()))
+
+
+def build_report(results: list[SessionResult], sims: Mapping[str, Any], **extra: Any) -> DemoReport:
+    """Sum the per-session results up per provider, with the simulators' status-call counts."""
+    figures = {name: ProviderFigures(status_calls=status_calls(sims[name])) for name in sims}
+    for result in results:
+        line = figures[result.provider]
+        line.sessions += 1
+        line.mismatched += not result.matches
+        if result.outcome == "overdue":
+            line.overdue += 1
+        elif result.outcome == "healed":
+            line.healed += 1
+        elif result.outcome == "webhook":
+            line.by_webhook += 1
+    idenfy_calls = sum(
+        r.status_calls for r in results if r.provider == "idenfy" and r.final_delivered
+    )
+    return DemoReport(figures, results, idenfy_calls, **extra)
+
+
+def format_report(report: DemoReport, shown_mismatches: int = 5) -> str:
+    """The report as a plain-text table with a verdict underneath."""
+    header = (
+        f"{'provider':<11} {'sessions':>8} {'webhook':>8} {'healed':>7} {'overdue':>8} "
+        f"{'wrong':>6} {'status calls':>13} {'calls/healed':>13}"
+    )
+    lines = [header, "-" * len(header)]
+    total = ProviderFigures()
+    for name, line in report.providers.items():
+        lines.append(_row(name, line))
+        for attribute in vars(total):
+            setattr(total, attribute, getattr(total, attribute) + getattr(line, attribute))
+    lines += ["-" * len(header), _row("all", total), ""]
+    lines.append(
+        "iDenfy status calls for sessions whose final webhook arrived: "
+        f"{report.idenfy_calls_after_final_webhook}"
+    )
+    lines.append(
+        f"elapsed: {report.elapsed_seconds:.1f} s" + (" (TIMED OUT)" if report.timed_out else "")
+    )
+    lines += report.notes
+    wrong = report.mismatches
+    lines.append(
+        f"matches the simulators' truth: {len(report.results) - len(wrong)}/{len(report.results)}"
+    )
+    for result in wrong[:shown_mismatches]:
+        lines.append(
+            f"  MISMATCH {result.provider}/{result.session_id} scripted {result.scripted}: "
+            f"expected {result.expected}, verihook has {result.actual} (via {result.source})"
+        )
+    if len(wrong) > shown_mismatches:
+        lines.append(f"  … and {len(wrong) - shown_mismatches} more")
+    return "\n".join(lines)
+
+
+def _row(name: str, line: ProviderFigures) -> str:
+    ratio = line.calls_per_healed
+    shown = f"{ratio:.2f}" if ratio is not None else "-"
+    return (
+        f"{name:<11} {line.sessions:>8} {line.by_webhook:>8} {line.healed:>7} {line.overdue:>8} "
+        f"{line.mismatched:>6} {line.status_calls:>13} {shown:>13}"
+    )
+
+
+def delivery_notes(results: Iterable[SessionResult]) -> list[str]:
+    """One line: per provider, how many sessions lost their final webhook or redirect."""
+    lost: dict[str, int] = {}
+    for result in results:
+        lost[result.provider] = lost.get(result.provider, 0) + (not result.final_delivered)
+    counts = ", ".join(f"{name} {count}" for name, count in lost.items())
+    return [f"sessions whose final webhook/redirect never arrived: {counts}"]
+
+
+def review_notes(results: Iterable[SessionResult]) -> list[str]:
+    """What sessions that ended in `review` cost: verihook keeps polling that answer."""
+    reviews = [result for result in results if result.expected.startswith("review/")]
+    if not reviews:
+        return []
+    calls = sum(result.status_calls for result in reviews)
+    idenfy = sum(r.status_calls for r in reviews if r.provider == "idenfy" and r.final_delivered)
+    return [
+        f"sessions that ended in review: {len(reviews)}, status calls spent on them: {calls} "
+        f"(iDenfy after its final webhook: {idenfy}); `review` is not terminal in verihook's "
+        "planner, so a final review answer keeps being polled"
+    ]

@@ -1,0 +1,231 @@
+"""Reconcile one due session: claim it, decide, poll the provider, store what is new.
+
+A poll answer goes the same way as a webhook: stored as an inbound event (source `poll`) with
+an outbox row, applied by the workers. An answer that says nothing new costs no write beyond the
+session's next check time. Claiming is a conditional update on `next_check_at`, so a due time is
+polled once even if two schedulers overlap during a leader change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import select, update
+
+from receiver.canonical import Source, Status, utc
+from receiver.exceptions import ParseError
+from receiver.providers.base import Delivery, Parsed, Provider, content_digest
+from receiver.providers.http import ProviderRejected, ProviderUnavailable
+from receiver.services import Services
+from receiver.store.db import transaction
+from receiver.store.events import NewEvent, store_event
+from receiver.store.models import VerificationSession, utcnow
+from reconciler.planner import Action, Policy, SessionFacts, after_failure, after_poll, decide
+
+log = logging.getLogger(__name__)
+
+
+SYNTHETIC_EXPIRY = "verihook_expired"
+"""Query marker of the synthetic event that expires a poll-only session past its TTL."""
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What reconciling one session did."""
+
+    provider: str
+    session_id: str
+    result: str
+    status_calls: int = 0
+
+
+def due_sessions(services: Services, now: datetime, limit: int) -> list[VerificationSession]:
+    """Sessions whose next check is due, oldest first (uses the next_check_at index)."""
+    with transaction(services.engine) as session:
+        return list(
+            session.execute(
+                select(VerificationSession)
+                .where(VerificationSession.next_check_at <= now)
+                .order_by(VerificationSession.next_check_at)
+                .limit(limit)
+            ).scalars()
+        )
+
+
+def claim(services: Services, row: VerificationSession, now: datetime) -> bool:
+    """Move the session's due time to a lease, if nobody else did: True when we own it."""
+    table = VerificationSession.__table__  # type: ignore[attr-defined]
+    with transaction(services.engine) as session:
+        result = session.connection().execute(
+            update(table)
+            .where(table.c.id == row.id, table.c.next_check_at == row.next_check_at)
+            .values(next_check_at=now + timedelta(seconds=services.settings.poll_lease_seconds))
+        )
+        return result.rowcount == 1
+
+
+def _facts(row: VerificationSession) -> SessionFacts:
+    return SessionFacts(
+        status=Status(row.status),
+        created_at=utc(row.created_at),
+        poll_attempts=row.poll_attempts,
+        overdue=row.overdue,
+        settled=row.settled,
+    )
+
+
+def _set(services: Services, row: VerificationSession, **values: object) -> None:
+    table = VerificationSession.__table__  # type: ignore[attr-defined]
+    with transaction(services.engine) as session:
+        session.connection().execute(update(table).where(table.c.id == row.id).values(**values))
+
+
+def store_poll_answer(
+    services: Services,
+    provider: Provider,
+    session_id: str,
+    body: bytes,
+    received_at: datetime,
+    parse_error: str | None = None,
+    marker: str | None = None,
+) -> tuple[int, bool]:
+    """Store a poll answer (or a synthetic expiry) as an event with its outbox row."""
+    query = (("session_id", session_id),) + ((("verihook", marker),) if marker else ())
+    delivery = Delivery(
+        provider=provider.name,
+        source=Source.POLL,
+        body=body,
+        headers=(),
+        query=query,
+        received_at=received_at,
+    )
+    key = f"poll:{content_digest(session_id, body, received_at.isoformat())}"
+    event = NewEvent(
+        provider=provider.name,
+        dedupe_key=key,
+        kind=Source.POLL.value,
+        record=delivery.to_record(),
+        received_at=received_at,
+        session_id=session_id,
+        parse_error=parse_error,
+    )
+    with transaction(services.engine) as session:
+        return store_event(session, event, keyring=services.keyring)
+
+
+def says_something_new(row: VerificationSession, parsed: Parsed) -> bool:
+    """True when the answer's status, decider or finality differ from the session's."""
+    return any(
+        (obs.status.value, obs.decided_by.value, obs.is_final)
+        != (row.status, row.decided_by, row.settled)
+        for obs in parsed.observations
+    )
+
+
+def reconcile(
+    services: Services, http: httpx.Client, row: VerificationSession, policy: Policy, now: datetime
+) -> PollOutcome:
+    """Decide and act for one claimed, due session."""
+    action = decide(policy, _facts(row), now)
+    if action is Action.STOP:
+        _set(services, row, next_check_at=None)
+        return PollOutcome(row.provider, row.session_id, "stopped")
+    if action is Action.OVERDUE:
+        _set(services, row, next_check_at=None, overdue=True, updated_at=now)
+        log.info("session overdue", extra={"provider": row.provider})
+        return PollOutcome(row.provider, row.session_id, "overdue")
+    provider = services.providers[row.provider]
+    if action is Action.EXPIRE:
+        store_poll_answer(services, provider, row.session_id, b"{}", now, marker=SYNTHETIC_EXPIRY)
+        _set(services, row, next_check_at=None)
+        return PollOutcome(row.provider, row.session_id, "expired")
+    return _poll(services, http, provider, row, policy, now)
+
+
+def _poll(
+    services: Services,
+    http: httpx.Client,
+    provider: Provider,
+    row: VerificationSession,
+    policy: Policy,
+    now: datetime,
+) -> PollOutcome:
+    attempts = row.poll_attempts + 1
+    try:
+        answer = provider.client(http).fetch_status(row.session_id)
+    except ProviderUnavailable as exc:
+        _set(
+            services,
+            row,
+            poll_attempts=attempts,
+            last_polled_at=now,
+            next_check_at=after_failure(policy, attempts, now, exc.retry_after),
+        )
+        return PollOutcome(row.provider, row.session_id, "provider_unavailable", 1)
+    except ProviderRejected as exc:
+        log.warning(
+            "provider refused a status call",
+            extra={"provider": row.provider, "reason": str(exc.status_code)},
+        )
+        _set(
+            services,
+            row,
+            poll_attempts=attempts,
+            last_polled_at=now,
+            next_check_at=after_failure(policy, attempts, now, None),
+        )
+        return PollOutcome(row.provider, row.session_id, "provider_refused", 1)
+    body = json.dumps(answer, separators=(",", ":"), sort_keys=True).encode()
+    try:
+        parsed = provider.parse_status(row.session_id, answer, now)
+    except ParseError as exc:
+        store_poll_answer(services, provider, row.session_id, body, now, parse_error=str(exc))
+        _set(
+            services,
+            row,
+            poll_attempts=attempts,
+            last_polled_at=now,
+            next_check_at=after_failure(policy, attempts, now, None),
+        )
+        return PollOutcome(row.provider, row.session_id, "quarantined", 1)
+    new = says_something_new(row, parsed)
+    if new:
+        store_poll_answer(services, provider, row.session_id, body, now)
+    first = parsed.observations[0] if parsed.observations else None
+    facts = SessionFacts(
+        status=first.status if first else Status(row.status),
+        created_at=utc(row.created_at),
+        poll_attempts=attempts,
+        settled=first.is_final if first else row.settled,
+    )
+    _set(
+        services,
+        row,
+        poll_attempts=attempts,
+        last_polled_at=now,
+        next_check_at=after_poll(policy, facts, now),
+    )
+    return PollOutcome(row.provider, row.session_id, "changed" if new else "unchanged", 1)
+
+
+def expiry_observation(provider: str, session_id: str, received_at: datetime) -> Parsed:
+    """The synthetic observation that ends a poll-only session past its TTL."""
+    from receiver.canonical import Observation
+
+    obs = Observation(
+        provider=provider,
+        session_id=session_id,
+        status=Status.EXPIRED,
+        occurred_at=received_at,
+        source=Source.POLL,
+        provider_status="ttl_expired",
+        reasons=("ttl_expired",),
+    )
+    return Parsed(session_id=session_id, user_ref=None, observations=(obs,))
+
+
+__all__ = ["PollOutcome", "claim", "due_sessions", "reconcile", "expiry_observation", "utcnow"]

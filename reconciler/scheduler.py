@@ -1,0 +1,161 @@
+"""`verihook scheduler`: the one active leader polls due sessions and runs the sweepers.
+
+Every instance runs the same APScheduler jobs; each job first makes sure this instance holds the
+leader lock, and does nothing otherwise. A tick selects due sessions by the `next_check_at` index
+(its cost grows with due sessions, not with all sessions), respects per-provider rate limits, and
+reconciles them on a small thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from receiver.metrics import HEALS, LEADER, POLLS, inc
+from receiver.outbox import flush_outbox
+from receiver.providers.http import new_client
+from receiver.queue import wake_workers
+from receiver.services import Services
+from receiver.store.models import utcnow
+from reconciler import notify
+from reconciler.leader import LeaderLock
+from reconciler.planner import Action, decide
+from reconciler.policies import policies
+from reconciler.poller import _facts, claim, due_sessions, reconcile
+from reconciler.privacy import purge_expired
+from reconciler.ratelimit import TokenBucket
+from reconciler.replay import resume_stale_replays
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickStats:
+    """What one tick did: outcomes by name, and status calls made."""
+
+    due: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    status_calls: int = 0
+
+
+class Reconciler:
+    """The polling machinery of one scheduler instance (usable without APScheduler in tests)."""
+
+    def __init__(self, services: Services, http: httpx.Client | None = None) -> None:
+        self.services = services
+        self.http = http or new_client()
+        self.policies = policies(services.settings)
+        self.buckets = {
+            name: TokenBucket(services.settings.provider(name).rate_limit_per_second)
+            for name in self.policies
+        }
+
+    def tick(self, now: datetime | None = None) -> TickStats:
+        """Reconcile every due session this tick can afford."""
+        now = now or utcnow()
+        settings = self.services.settings
+        stats = TickStats()
+        claimed = []
+        for row in due_sessions(self.services, now, settings.poll_batch_size):
+            stats.due += 1
+            policy = self.policies[row.provider]
+            polls = decide(policy, _facts(row), now) is Action.POLL
+            if polls and not self.buckets[row.provider].try_take():
+                stats.outcomes["rate_limited"] += 1
+                continue
+            if claim(self.services, row, now):
+                claimed.append(row)
+        with ThreadPoolExecutor(max_workers=settings.poll_concurrency) as pool:
+            for outcome in pool.map(
+                lambda r: reconcile(self.services, self.http, r, self.policies[r.provider], now),
+                claimed,
+            ):
+                stats.outcomes[outcome.result] += 1
+                stats.status_calls += outcome.status_calls
+                inc(POLLS, outcome.provider, outcome.result)
+                if outcome.result == "changed":
+                    inc(HEALS, outcome.provider)
+        if stats.outcomes["changed"] or stats.outcomes["expired"] or stats.outcomes["quarantined"]:
+            wake_workers(self.services.redis, settings.queue_name)
+        return stats
+
+    def sweep(self) -> None:
+        """Wake workers for outbox rows whose wake-up was lost; retry due notifications."""
+        settings = self.services.settings
+        flush_outbox(
+            self.services.engine,
+            self.services.redis,
+            settings.queue_name,
+            grace_seconds=settings.outbox_grace_seconds,
+        )
+        if settings.notify_url:
+            notify.sweep_due_notifications(self.services)
+        resume_stale_replays(self.services)
+
+
+def run_scheduler(services: Services) -> None:
+    """Run forever: heartbeat the leader lock, tick and sweep while leader."""
+    settings = services.settings
+    lock = LeaderLock(services.redis, settings.queue_name, settings.leader_lock_seconds)
+    machinery = Reconciler(services)
+
+    def as_leader(job):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            if not lock.is_leader:
+                return
+            try:
+                job()
+            except Exception:  # a job boundary: log, keep the scheduler alive
+                log.exception("scheduler job failed")
+
+        return run
+
+    def heartbeat() -> None:
+        was = lock.is_leader
+        LEADER.set(1 if lock.refresh() else 0)
+        if lock.is_leader != was:
+            log.info("scheduler leadership changed", extra={"state": str(lock.is_leader)})
+
+    scheduler = BlockingScheduler(timezone="UTC")
+    now = datetime.now().astimezone()
+    scheduler.add_job(
+        heartbeat,
+        "interval",
+        seconds=settings.leader_lock_seconds / 3,
+        next_run_time=now,
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        as_leader(machinery.tick),
+        "interval",
+        seconds=settings.scheduler_tick_seconds,
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        as_leader(lambda: purge_expired(services, days=settings.retention_days)),
+        "interval",
+        hours=1,
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        as_leader(machinery.sweep),
+        "interval",
+        seconds=settings.scheduler_sweep_seconds,
+        max_instances=1,
+        coalesce=True,
+    )
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        lock.release()

@@ -1,0 +1,154 @@
+"""Session look-ups and the reconcile-now operation behind the CLI and API."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import select
+
+from receiver.providers.http import shared_client
+from receiver.services import Services
+from receiver.store.db import transaction
+from receiver.store.models import VerificationSession, utcnow
+from reconciler.drain import drain_ready_events
+from reconciler.policies import policies
+from reconciler.poller import reconcile
+
+log = logging.getLogger(__name__)
+
+
+def list_sessions(
+    services: Services,
+    *,
+    provider: str | None = None,
+    status: str | None = None,
+    overdue: bool = False,
+    limit: int = 50,
+) -> list[VerificationSession]:
+    """Sessions matching the filters, most recently updated first."""
+    query = select(VerificationSession).order_by(VerificationSession.updated_at.desc())
+    if provider:
+        query = query.where(VerificationSession.provider == provider)
+    if status:
+        query = query.where(VerificationSession.status == status)
+    if overdue:
+        query = query.where(VerificationSession.overdue.is_(True))
+    with transaction(services.engine) as session:
+        return list(session.execute(query.limit(limit)).scalars())
+
+
+def find_session(services: Services, provider: str, session_id: str) -> VerificationSession:
+    """One session, else LookupError naming it."""
+    with transaction(services.engine) as session:
+        row = session.execute(
+            select(VerificationSession).where(
+                VerificationSession.provider == provider,
+                VerificationSession.session_id == session_id,
+            )
+        ).scalar_one_or_none()
+    if row is None:
+        raise LookupError(f"no {provider} session {session_id!r} is known")
+    return row
+
+
+def describe(row: VerificationSession) -> str:
+    """A one-line summary of a session's status."""
+    flag = " (overdue)" if row.overdue else ""
+    return f"{row.provider}/{row.session_id} {row.status} by {row.decided_by}{flag}"
+
+
+def reconcile_now(services: Services, provider: str, session_id: str) -> tuple[str, str, str]:
+    """Poll a session now (whatever its schedule), apply what changed; return before/poll/after."""
+    row = find_session(services, provider, session_id)
+    before = describe(row)
+    http = shared_client()
+    outcome = reconcile(services, http, row, policies(services.settings)[provider], utcnow())
+    drain_ready_events(services)
+    return before, outcome.result, describe(find_session(services, provider, session_id))
+
+
+CREATE_WRITE_PAUSES_SECONDS = (0.5, 1.0, 1.5)
+"""Waits between the attempts to record a session the provider has just created (a database
+restart takes seconds; the request must stay well inside gunicorn's 8 s)."""
+
+
+def create_session(
+    services: Services,
+    provider: str,
+    user_ref: str,
+    options: dict[str, object],
+    *,
+    pauses: tuple[float, ...] = CREATE_WRITE_PAUSES_SECONDS,
+) -> tuple[VerificationSession, str | None]:
+    """Create a session at the provider, remember it (state digest, first check); return it and
+    the URL to send the user to. Raises the client's ProviderUnavailable/ProviderRejected, and
+    StoreUnavailableError (the API answers 503) when the database is unreachable.
+
+    A database outage must not leave a provider session nobody knows about, and no provider
+    offers an idempotency key (a retry cannot find the session created by a failed attempt),
+    nor can a row be written first (the provider chooses the session id). So:
+
+    1. The database is checked before the provider is called: while it is down the caller gets
+       StoreUnavailableError and nothing is created anywhere.
+    2. After the provider's answer the row is written, retried on `CREATE_WRITE_PAUSES_SECONDS`
+       (about 3 s) if the database fails meanwhile.
+    3. If it still cannot be written the provider session is abandoned, logged with its id, and
+       the caller gets StoreUnavailableError; its retry creates a new session. The abandoned
+       one is harmless: its start URL was never handed out, so nobody verifies in it and it
+       expires at the provider (a webhook saying so is stored like any other).
+    """
+    from receiver.canonical import utc
+    from receiver.exceptions import StoreUnavailableError
+    from receiver.providers.docverify import state_digest
+    from receiver.store.db import UNAVAILABLE_ERRORS
+    from reconciler.planner import first_check
+
+    try:
+        with transaction(services.engine) as session:
+            session.execute(select(1))
+    except UNAVAILABLE_ERRORS as exc:
+        raise StoreUnavailableError("the database is unavailable") from exc
+    callback_url = f"{services.settings.public_url.rstrip('/')}/callbacks/{provider}"
+    http = shared_client()
+    created = (
+        services.providers[provider]
+        .client(http)
+        .create_session(user_ref, options, callback_url=callback_url)
+    )
+    policy = policies(services.settings)[provider]
+
+    def record() -> VerificationSession:
+        now = utcnow()
+        with transaction(services.engine) as session:
+            row = session.execute(
+                select(VerificationSession).where(
+                    VerificationSession.provider == provider,
+                    VerificationSession.session_id == created.session_id,
+                )
+            ).scalar_one_or_none()
+            row = row or VerificationSession(
+                provider=provider, session_id=created.session_id, created_at=now
+            )
+            row.user_ref = row.user_ref or user_ref
+            row.state_digest = state_digest(created.state) if created.state else row.state_digest
+            row.next_check_at = row.next_check_at or first_check(policy, utc(row.created_at))
+            row.updated_at = now
+            session.add(row)
+        return row
+
+    for pause in pauses:
+        try:
+            return record(), created.start_url
+        except UNAVAILABLE_ERRORS:
+            time.sleep(pause)
+    try:
+        return record(), created.start_url
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning(
+            "abandoned %s session %s: created at the provider, but the database is unavailable",
+            provider,
+            created.session_id,
+            extra={"provider": provider, "reason": type(exc).__name__},
+        )
+        raise StoreUnavailableError("the database is unavailable") from exc

@@ -1,0 +1,133 @@
+"""Data functions for verification sessions: get-or-create and lock them in a fixed order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from receiver.store.models import VerificationSession, utcnow
+
+SessionKey = tuple[str, str]
+_TABLE = VerificationSession.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class SessionRow:
+    """A locked session as plain data; the apply path changes it, `write_sessions` saves it."""
+
+    id: int
+    provider: str
+    session_id: str
+    user_ref: str | None
+    status: str
+    decided_by: str
+    status_observed_at: datetime | None
+    current_observation_key: str | None
+    last_event_id: int | None
+    last_source: str | None
+    last_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    next_check_at: datetime | None
+    poll_attempts: int
+    overdue: bool
+    settled: bool
+
+
+_COLUMNS = [f.name for f in fields(SessionRow)]
+_WRITABLE = (
+    "user_ref",
+    "status",
+    "decided_by",
+    "status_observed_at",
+    "current_observation_key",
+    "last_event_id",
+    "last_source",
+    "last_reason",
+    "updated_at",
+    "next_check_at",
+    "overdue",
+    "settled",
+)
+_WRITE = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("_id"))
+    .values({name: bindparam(name) for name in _WRITABLE})
+)
+
+
+def write_sessions(session: Session, rows: list[SessionRow]) -> None:
+    """Save the apply path's changes to locked sessions (one executemany)."""
+    if rows:
+        session.connection().execute(
+            _WRITE,
+            [{"_id": row.id, **{name: getattr(row, name) for name in _WRITABLE}} for row in rows],
+        )
+
+
+def lock_sessions(
+    session: Session, refs: dict[SessionKey, str | None]
+) -> dict[SessionKey, SessionRow]:
+    """Create missing sessions (provider, session id, user ref) and lock the ones that are free.
+
+    On PostgreSQL a session locked by another worker's batch is skipped (SKIP LOCKED), not waited
+    for: the caller leaves its events for the next batch. Rows are locked in (provider,
+    session_id) order.
+    """
+    if not refs:
+        return {}
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    now = utcnow()
+    table = VerificationSession.__table__  # type: ignore[attr-defined]
+    rows = [
+        {
+            "provider": p,
+            "session_id": s,
+            "user_ref": u,
+            "status": "pending",
+            "decided_by": "auto",
+            "created_at": now,
+            "updated_at": now,
+            "poll_attempts": 0,
+            "overdue": False,
+            "settled": False,
+        }
+        for (p, s), u in sorted(refs.items())
+    ]
+    session.connection().execute(
+        module.insert(table).on_conflict_do_nothing(index_elements=["provider", "session_id"]), rows
+    )
+    by_provider: dict[str, list[str]] = {}
+    for provider, session_id in refs:
+        by_provider.setdefault(provider, []).append(session_id)
+    query = (
+        select(*[_TABLE.c[name] for name in _COLUMNS])
+        .where(
+            or_(
+                *[
+                    and_(
+                        VerificationSession.provider == provider,
+                        VerificationSession.session_id.in_(ids),
+                    )
+                    for provider, ids in sorted(by_provider.items())
+                ]
+            )
+        )
+        .order_by(VerificationSession.provider, VerificationSession.session_id)
+    )
+    if dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    found = {}
+    for values in session.connection().execute(query):
+        row = SessionRow(*values)
+        found[(row.provider, row.session_id)] = row
+    for key, user_ref in refs.items():
+        locked = found.get(key)
+        if locked is not None and locked.user_ref is None and user_ref:
+            locked.user_ref = user_ref
+    return found

@@ -1,0 +1,23 @@
+"""Provider simulators for verihook: real HTTP servers speaking each IDV provider's API.
+
+Written from docs/PROVIDERS.md and the provider documents only; they share no code with receiver/
+on purpose (a simulator signing with the verifier's own code would let a wrong scheme pass).
+
+    with start("contiguity", webhook_url="http://127.0.0.1:8000/webhooks/contiguity") as sim:
+        ...  # point verihook at sim.url, create a session through the provider API, then
+        sim.script(session_id, "verified")  # or POST {sim.control_url}/sessions/<id>/script
+        sim.wait_idle(10)
+
+Config keys (start() kwargs and POST /_sim/config; defaults in config.py and each provider):
+webhook_url, callback_url, webhook_secret, retry_on_failure, step_interval, delivery_timeout,
+max_sessions, chaos{drop, duplicate, shuffle, delay_max, status_5xx, status_429, slow_ms, seed},
+plus per provider: contiguity api_token; docverify client_id, client_secret, token_expires_in;
+idvapi api_key, default_outcome; idenfy api_key, api_secret, per_notification_urls; nevis
+access_key.
+"""
+
+from __future__ import annotations
+
+from .server import PROVIDERS, Simulator, serve, start
+
+__all__ = ["PROVIDERS", "Simulator", "serve", "start"]

@@ -1,0 +1,158 @@
+"""Nevis Authentication Cloud identity-verification simulator.
+
+Implements (docs/PROVIDERS.md "nevis"): `Authorization: Bearer <access_key>` on, under `/api/v1`,
+`POST /idverification/sessions` → {"sessionId": "<9 digits>", "startUrl":
+"<root>/idv/welcome.html?tc=<id>"} and `GET /idverification/sessions/{id}` → {"sessionId", "status",
+"updatedAt"} plus "result" when final. The hosted page `GET /idv/welcome.html?tc=` is trivial. No
+webhooks: when the session finishes the simulator performs the browser redirect itself, `GET
+<callback_url>?sessionId=<id>` (the redirect URL is per customer, so it comes from config
+`callback_url`).
+
+ASSUMED (as PROVIDERS.md): the /api/v1 prefix, final statuses verified|failed, `updatedAt`, the
+redirect's `sessionId` parameter. Simulator-only: the create answer is 200, the contents of `result`
+(errorCode on failure; person and document fake PII on success), error bodies, and the errorCode
+values.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Request, Response
+
+from .base import ProviderSimulator
+from .delivery import BROWSER_USER_AGENT, Delivery
+from .httputil import bearer_token, html_page, iso_utc, json_response, with_query
+from .payloads import nevis_result
+from .session import SimSession, Step
+
+ERROR_CODES = (
+    "DOCUMENT_NOT_READABLE",
+    "FACE_MISMATCH",
+    "DOCUMENT_EXPIRED",
+    "LIVENESS_CHECK_FAILED",
+)
+OUTCOME_STATUS = {"verified": "verified", "rejected": "failed"}
+
+
+class NevisSimulator(ProviderSimulator):
+    """Nevis identity-verification sessions, status polling and the end-of-flow redirect."""
+
+    name = "nevis"
+    api_prefix = "/api/v1"
+    provider_defaults = {"access_key": "test_nevis_access_key"}
+    provider_kinds = {"access_key": "credential"}
+    status_canonical = {
+        "pending": "pending",
+        "in_progress": "processing",
+        "verified": "verified",
+        "failed": "rejected",
+    }
+    outcomes = ("verified", "rejected")
+
+    def provider_rules(self) -> list[Rule]:
+        """Nevis API routes and the hosted page."""
+        return [
+            Rule("/api/v1/idverification/sessions", methods=["POST"], endpoint="create"),
+            Rule("/api/v1/idverification/sessions/<session_id>", methods=["GET"], endpoint="get"),
+            Rule("/idv/welcome.html", methods=["GET"], endpoint="welcome_page"),
+        ]
+
+    def _unauthorized(self, request: Request) -> Response | None:
+        """A 401 unless the Bearer access key is right."""
+        token = bearer_token(request)
+        if token is not None and hmac.compare_digest(token, self.config["access_key"]):
+            return None
+        return self.auth_failed(
+            json_response({"error": "unauthorized", "message": "Invalid access key"}, 401)
+        )
+
+    def on_create(self, request: Request) -> Response:
+        """POST /api/v1/idverification/sessions."""
+        denied = self._unauthorized(request)
+        if denied:
+            return denied
+        if request.get_data() and not isinstance(request.get_json(force=True, silent=True), dict):
+            return json_response(
+                {"error": "bad_request", "message": "body must be a JSON object"}, 400
+            )
+        self.count("create_calls")
+        with self.lock:
+            session_id = str(secrets.randbelow(900_000_000) + 100_000_000)
+            while session_id in self.sessions:
+                session_id = str(secrets.randbelow(900_000_000) + 100_000_000)
+            session = self.add_session(SimSession(id=session_id, provider_status="pending"))
+            session.extra["result"] = None
+        return json_response(
+            {
+                "sessionId": session_id,
+                "startUrl": f"{self.root_url}/idv/welcome.html?tc={session_id}",
+            }
+        )
+
+    def on_get(self, request: Request, session_id: str) -> Response:
+        """GET /api/v1/idverification/sessions/{id} (honours status chaos)."""
+        denied = self._unauthorized(request) or self.status_chaos(
+            "GET /api/v1/idverification/sessions/{id}"
+        )
+        if denied:
+            return denied
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if session is None:
+                return json_response({"error": "not_found", "message": "Unknown session"}, 404)
+            answer: dict[str, Any] = {
+                "sessionId": session.id,
+                "status": session.provider_status,
+                "updatedAt": iso_utc(session.updated_at),
+            }
+            if session.final:
+                answer["result"] = session.extra["result"]
+            return json_response(answer)
+
+    def on_welcome_page(self, request: Request) -> Response:
+        """GET /idv/welcome.html?tc=: the hosted flow (trivial)."""
+        if request.args.get("tc") not in self.sessions:
+            return html_page("Not found", "Unknown verification session.", 404)
+        return html_page("Identity verification", "Simulated consent and document capture.")
+
+    def _result(self, status: str) -> dict[str, Any]:
+        """The ASSUMED result object of a finished session."""
+        if status == "failed":
+            return {"errorCode": secrets.choice(ERROR_CODES)}
+        return nevis_result(self.pii.person())
+
+    def _step(self, status: str) -> Step:
+        """A transition to status; a final one ends with the browser redirect."""
+
+        def apply(session: SimSession) -> list[Delivery]:
+            session.set_status(status)
+            session.final = status in ("verified", "failed")
+            if not session.final:
+                return []
+            session.decided_by = "auto"
+            session.extra["result"] = self._result(status)
+            target = self.config["callback_url"]
+            url = with_query(target, {"sessionId": session.id}) if target else None
+            return [
+                Delivery(
+                    session.id,
+                    "redirect",
+                    "redirect",
+                    "GET",
+                    url,
+                    {"User-Agent": BROWSER_USER_AGENT},
+                )
+            ]
+
+        return Step(status, apply)
+
+    def plan(
+        self, session: SimSession, outcome: str, manual: bool, provider_status: str | None
+    ) -> list[Step]:
+        """pending → in_progress → verified|failed."""
+        lead_in = [self._step("in_progress")] if session.provider_status == "pending" else []
+        return [*lead_in, self._step(OUTCOME_STATUS[outcome])]
