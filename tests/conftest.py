@@ -1,0 +1,222 @@
+"""Shared fixtures: every storage test runs on SQLite and on PostgreSQL, with a real Redis.
+
+- PostgreSQL: `VERIHOOK_TEST_POSTGRES_URL` (default: the machine's 127.0.0.1:5432/test) is used to
+  create a private database per test session, dropped at the end. When it is unreachable the
+  PostgreSQL variants are skipped, unless VERIHOOK_REQUIRE_POSTGRES=1 (CI).
+- Redis: a private redis-server started for the test session (tests/support/redis_server.py).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+from sqlmodel import SQLModel
+
+import receiver.store.schema  # noqa: F401
+from app import create_app
+from receiver.providers import build_providers
+from receiver.services import Services
+from receiver.settings import Settings
+from receiver.store.crypto import Keyring, new_key_spec
+from receiver.store.db import make_engine
+from receiver.store.migrate import upgrade
+from reconciler import jobs
+from tests.support import signing
+from tests.support.redis_server import RedisServer
+
+POSTGRES_URL = os.environ.get(
+    "VERIHOOK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TEST_KEYS = new_key_spec("test2") + "," + new_key_spec("test1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give this run a private temporary root.
+
+    pytest's default root (/tmp/pytest-of-<user>) is shared by every pytest on the machine and each
+    run prunes all but the newest three numbered directories in it, so a concurrent run (a second
+    checkout, an editor's test runner) could delete our SQLite database mid-run ("disk I/O error").
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="verihook-tests-")
+
+
+def provider_settings() -> dict[str, dict[str, str]]:
+    """Every provider enabled with test credentials."""
+    return {
+        "contiguity": {
+            "webhook_secret": signing.CONTIGUITY_SECRET,
+            "api_token": "ctg-token",
+            "base_url": "http://127.0.0.1:1",
+        },
+        "docverify": {
+            "client_id": "dv-client",
+            "client_secret": "dv-secret",
+            "base_url": "http://127.0.0.1:1/verify",
+            "return_url": "https://app.example.invalid/done",
+        },
+        "idvapi": {"webhook_token": signing.IDVAPI_TOKEN, "api_key": "idv-key"},
+        "idenfy": {"webhook_secret": signing.IDENFY_SECRET, "api_key": "k", "api_secret": "s"},
+        "nevis": {
+            "access_key": "nevis-key",
+            "base_url": "http://127.0.0.1:1/api/v1",
+            "return_url": "https://app.example.invalid/nevis-done",
+        },
+    }
+
+
+def _reset_schema(engine: Engine) -> None:
+    with engine.begin() as conn:
+        SQLModel.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    upgrade(engine)
+
+
+def truncate_all(engine: Engine) -> None:
+    """Empty every table (fast reset between tests)."""
+    tables = [t.name for t in SQLModel.metadata.sorted_tables]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in reversed(tables):
+                conn.execute(text(f"DELETE FROM {name}"))
+            conn.execute(text("DELETE FROM sqlite_sequence")) if _has_sequence(conn) else None
+
+
+def _has_sequence(conn) -> bool:  # type: ignore[no-untyped-def]
+    return bool(
+        conn.execute(text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first()
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private redis-server for the whole test session."""
+    server = RedisServer().start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Engine | None]]:
+    """A migrated engine per backend (None for an unreachable PostgreSQL)."""
+    sqlite = make_engine(f"sqlite:///{tmp_path_factory.mktemp('db') / 'verihook.db'}")
+    _reset_schema(sqlite)
+    try:
+        database = create_private_database()
+    except OperationalError:
+        if os.environ.get("VERIHOOK_REQUIRE_POSTGRES") == "1":
+            raise
+        database = None
+    postgres = make_engine(database) if database else None
+    if postgres is not None:
+        _reset_schema(postgres)
+    yield {"sqlite": sqlite, "postgresql": postgres}
+    for engine in (sqlite, postgres):
+        if engine is not None:
+            engine.dispose()
+    if database:
+        drop_private_database(database)
+
+
+def _admin_engine() -> Engine:
+    return create_engine(
+        POSTGRES_URL,
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args={"connect_timeout": 3},
+    )
+
+
+def create_private_database() -> str:
+    """Create a throwaway PostgreSQL database for this test session; return its URL."""
+    name = f"verihook_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with _admin_engine().connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_private_database(url: str) -> None:
+    """Drop a database made by create_private_database."""
+    name = make_url(url).database
+    with _admin_engine().connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend under test."""
+    return request.param
+
+
+@pytest.fixture
+def engine(backend: str, engines: dict[str, Engine | None]) -> Engine:
+    """A clean, migrated database on the backend under test."""
+    found = engines[backend]
+    if found is None:
+        pytest.skip("PostgreSQL is not reachable (set VERIHOOK_REQUIRE_POSTGRES=1 to fail)")
+    truncate_all(found)
+    return found
+
+
+def make_settings(engine: Engine, redis_url: str, var_dir: Path, **overrides: object) -> Settings:
+    """Settings for a test: this engine's URL, the given Redis, every provider enabled."""
+    values: dict[str, object] = {
+        "database_url": engine.url.render_as_string(hide_password=False),
+        "redis_url": redis_url,
+        "encryption_keys": TEST_KEYS,
+        "var_dir": var_dir,
+        "providers": provider_settings(),
+        "queue_name": "verihook-test",
+        "log_level": "DEBUG",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_services(engine: Engine, redis_server: RedisServer, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Build Services on the shared engine with optional setting overrides."""
+    built: list[Services] = []
+
+    def factory(redis_url: str | None = None, **overrides: object) -> Services:
+        settings = make_settings(engine, redis_url or redis_server.url, tmp_path, **overrides)
+        services = Services(
+            settings=settings,
+            engine=engine,
+            keyring=Keyring.parse(TEST_KEYS),
+            providers=build_providers(settings),
+        )
+        built.append(services)
+        return services
+
+    yield factory
+    for services in built:
+        if services._redis is not None:
+            services._redis.close()
+    jobs.use_services(None)
+
+
+@pytest.fixture
+def services(make_services, redis_server: RedisServer) -> Services:  # type: ignore[no-untyped-def]
+    """Services with every provider enabled, on a flushed Redis."""
+    built = make_services()
+    built.redis.flushdb()
+    jobs.use_services(built)
+    return built
+
+
+@pytest.fixture
+def client(services: Services):  # type: ignore[no-untyped-def]
+    """A Flask test client for the receiver."""
+    return create_app(services=services).test_client()
