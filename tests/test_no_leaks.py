@@ -21,6 +21,7 @@ from receiver.logs import JsonFormatter
 from receiver.providers.docverify import state_digest
 from receiver.store.models import VerificationSession
 from reconciler.drain import drain_ready_events
+from tests.support.leaks import read_from_another_process
 from tests.support.signing import (
     CONTIGUITY_SECRET,
     IDENFY_SECRET,
@@ -242,7 +243,7 @@ def sqlite_file_bytes(engine: Engine) -> bytes:
     for suffix in ("", "-wal", "-shm", "-journal"):
         path = Path(str(database) + suffix)
         if path.exists():
-            data += path.read_bytes()
+            data += read_from_another_process(path)
     return data
 
 
