@@ -8,6 +8,7 @@ import click
 from rq import SimpleWorker
 
 from receiver.cli import services_or_exit
+from receiver.logs import configure_logging
 from reconciler import jobs
 
 
@@ -19,6 +20,7 @@ def worker(burst: bool) -> None:
     It outlives Redis outages (reconciler/worker_loop.py); `--burst` does not retry.
     """
     services = services_or_exit()
+    configure_logging(services.settings.log_level)
     jobs.use_services(services)
     queue = services.settings.queue_name
     if not burst:
@@ -59,7 +61,9 @@ def scheduler() -> None:
     """Run the scheduler: polls due sessions and sweeps the outbox while it holds the lead."""
     from reconciler.scheduler import run_scheduler
 
-    run_scheduler(services_or_exit())
+    services = services_or_exit()
+    configure_logging(services.settings.log_level)
+    run_scheduler(services)
 
 
 @click.group()

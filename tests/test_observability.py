@@ -9,6 +9,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from app import create_app
@@ -161,3 +162,24 @@ def test_metrics_aggregate_across_gunicorn_workers(services, tmp_path):  # type:
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+@pytest.mark.parametrize("command", ["worker", "scheduler"])
+def test_worker_and_scheduler_log_json_lines(services, command):  # type: ignore[no-untyped-def]
+    """The long-running processes log like the receiver: one JSON object per stderr line."""
+    import json
+    import signal
+
+    from tests.support.processes import verihook
+
+    env = settings_env(services.settings) | {"VERIHOOK_LOG_LEVEL": "INFO"}
+    proc = verihook(command, env=env)
+    try:
+        time.sleep(4)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    lines = [line for line in stderr.decode().splitlines() if line.strip()]
+    assert lines, "the process logged nothing at INFO"
+    records = [json.loads(line) for line in lines]  # a plain-text line fails here
+    assert all({"ts", "level", "logger", "msg"} <= record.keys() for record in records)
