@@ -140,9 +140,12 @@ def serve(provider: str, port: int, **config: Any) -> None:
     """Run a provider simulator in the foreground until Ctrl-C (or SIGTERM)."""
     stop_requested = threading.Event()
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous_handler = signal.getsignal(signal.SIGTERM) if in_main_thread else None
-    if in_main_thread:
-        signal.signal(signal.SIGTERM, lambda _signum, _frame: stop_requested.set())
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    # Both signals only set a flag: a KeyboardInterrupt raised at an arbitrary point (inside a
+    # lock's acquire, a thread join) could leave the shutdown hanging.
+    previous = {sig: signal.getsignal(sig) for sig in stop_signals} if in_main_thread else {}
+    for sig in previous:
+        signal.signal(sig, lambda _signum, _frame: stop_requested.set())
     try:
         with start(provider, port=port, **config) as simulator:
             token_line = f"\n  token URL:   {simulator.token_url}" if simulator.token_url else ""
@@ -153,8 +156,8 @@ def serve(provider: str, port: int, **config: Any) -> None:
             )
             while not stop_requested.wait(0.5):
                 pass
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # not in the main thread, or before the handlers were installed
         pass
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
