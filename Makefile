@@ -43,8 +43,11 @@ bench: venv
 	$(PY) -m bench.ingest --backend postgresql --seconds 15
 	$(PY) -m bench.ingest --backend sqlite --seconds 15
 	$(PY) -m bench.apply_throughput --backend postgresql --events 20000 --workers 2
-	$(PY) -m bench.e2e --backend postgresql --rate 500 --seconds 20
+	$(PY) -m bench.e2e --backend postgresql --rate 200 --seconds 20
+	$(PY) -m bench.e2e --backend postgresql --rate 380 --seconds 20 \
+		--json bench/results/e2e_postgresql_380.json
 	$(PY) -m bench.reconcile --backend postgresql --open 100000 --due 200
+	$(PY) -m bench.import_memory
 
 lint: venv
 	$(VENV)/bin/ruff check .

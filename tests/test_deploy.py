@@ -487,4 +487,18 @@ def test_deploy_doc_names_only_files_that_exist() -> None:
     for path in set(re.findall(r"\bdeploy/[\w./@-]*[\w@]", text)):
         copied_from_template = (ROOT / f"{path}.example").exists()
         assert (ROOT / path).exists() or copied_from_template, path
-    assert "Sizing (from bench/, filled in by the benchmark run)" in text
+    assert "### Sizing (from bench/)" in text
+
+
+def test_every_benchmark_the_docs_cite_exists_and_has_results() -> None:
+    """Figures in the README come from `bench/` runs: each cited command is a real module, and
+    each module `make bench` runs has written its JSON next to it."""
+    readme = (ROOT / "README.md").read_text()
+    cited = set(re.findall(r"python -m bench\.(\w+)", readme))
+    assert {"ingest", "apply_throughput", "e2e", "reconcile", "import_memory"} <= cited
+    for module in cited:
+        assert (ROOT / "bench" / f"{module}.py").exists(), module
+    makefile = (ROOT / "Makefile").read_text()
+    for module in set(re.findall(r"-m bench\.(\w+)", makefile)):
+        assert (ROOT / "bench" / f"{module}.py").exists(), module
+        assert list((ROOT / "bench" / "results").glob(f"{module.split('_')[0]}*.json")), module
