@@ -52,7 +52,7 @@ ERASURE = {
 @describe(
     summary="Erase one person's personal data (and, on request, at the providers)",
     description=(
-        "Body `{\"confirm\": true, \"at_provider\"?: bool}`. Shreds the person's raw deliveries,"
+        'Body `{"confirm": true, "at_provider"?: bool}`. Shreds the person\'s raw deliveries,'
         " personal details and notifications, replaces their ref with a pseudonym and records the"
         " erasure in the audit history; `audit verify` still passes. With `at_provider`, providers"
         " with a deletion endpoint (docverify) are asked to delete the sessions too."
