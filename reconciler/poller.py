@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from receiver.canonical import Source, Status, utc
 from receiver.exceptions import ParseError
+from receiver.logs import crash_site
 from receiver.providers.base import Delivery, Parsed, Provider, content_digest
 from receiver.providers.http import ProviderRejected, ProviderUnavailable
 from receiver.services import Services
@@ -182,8 +183,13 @@ def _poll(
     body = json.dumps(answer, separators=(",", ":"), sort_keys=True).encode()
     try:
         parsed = provider.parse_status(row.session_id, answer, now)
-    except ParseError as exc:
-        store_poll_answer(services, provider, row.session_id, body, now, parse_error=str(exc))
+    except Exception as exc:  # parsing is pure: whatever fails is about this answer
+        if isinstance(exc, ParseError):
+            why = str(exc)
+        else:
+            why = f"unexpected {crash_site(exc)} while parsing a status answer"
+            log.error("status parser failed; quarantining the answer", extra={"reason": why})
+        store_poll_answer(services, provider, row.session_id, body, now, parse_error=why)
         _set(
             services,
             row,

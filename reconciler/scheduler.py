@@ -17,17 +17,18 @@ from datetime import datetime
 import httpx
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from receiver.logs import crash_site
 from receiver.metrics import HEALS, LEADER, POLLS, inc
 from receiver.outbox import flush_outbox
 from receiver.providers.http import new_client
 from receiver.queue import wake_workers
 from receiver.services import Services
-from receiver.store.models import utcnow
+from receiver.store.models import VerificationSession, utcnow
 from reconciler import notify
 from reconciler.leader import LeaderLock
 from reconciler.planner import Action, decide
 from reconciler.policies import policies
-from reconciler.poller import _facts, claim, due_sessions, reconcile
+from reconciler.poller import PollOutcome, _facts, claim, due_sessions, reconcile
 from reconciler.privacy import purge_expired
 from reconciler.ratelimit import TokenBucket
 from reconciler.replay import resume_stale_replays
@@ -72,10 +73,7 @@ class Reconciler:
             if claim(self.services, row, now):
                 claimed.append(row)
         with ThreadPoolExecutor(max_workers=settings.poll_concurrency) as pool:
-            for outcome in pool.map(
-                lambda r: reconcile(self.services, self.http, r, self.policies[r.provider], now),
-                claimed,
-            ):
+            for outcome in pool.map(lambda r: self._reconcile_one(r, now), claimed):
                 stats.outcomes[outcome.result] += 1
                 stats.status_calls += outcome.status_calls
                 inc(POLLS, outcome.provider, outcome.result)
@@ -84,6 +82,21 @@ class Reconciler:
         if stats.outcomes["changed"] or stats.outcomes["expired"] or stats.outcomes["quarantined"]:
             wake_workers(self.services.redis, settings.queue_name)
         return stats
+
+    def _reconcile_one(self, row: VerificationSession, now: datetime) -> PollOutcome:
+        """Reconcile one claimed session; an unexpected failure stays with that session.
+
+        Its claim is left in place, so it is tried again when the lease
+        (VERIHOOK_POLL_LEASE_SECONDS) runs out; the tick goes on with the others.
+        """
+        try:
+            return reconcile(self.services, self.http, row, self.policies[row.provider], now)
+        except Exception as exc:
+            log.error(
+                "reconciling a session failed; retried after its lease",
+                extra={"provider": row.provider, "reason": crash_site(exc)},
+            )
+            return PollOutcome(row.provider, row.session_id, "error")
 
     def sweep(self) -> None:
         """Wake workers for outbox rows whose wake-up was lost; retry due notifications."""

@@ -156,3 +156,43 @@ def test_a_late_webhook_clears_the_overdue_flag(world):  # type: ignore[no-untyp
     assert answer.status_code == 200
     world.settle(rounds=2)
     assert status(world, "idvapi", created["session_id"]) == ("verified", "auto", False)
+
+
+def test_a_status_answer_of_the_wrong_shape_is_quarantined_and_the_tick_goes_on(world):  # type: ignore[no-untyped-def]
+    """A provider (or a proxy before it) answering 200 with a JSON array: the answer is stored
+    quarantined with the crash site, the session backs off, other sessions are reconciled."""
+    from sqlalchemy import select
+
+    from receiver.store.models import InboundEvent
+
+    broken, healthy = world.sims["nevis"], world.sims["contiguity"]
+    broken.configure(chaos={"status_garbage": 1.0})
+    healthy.configure(chaos={"drop": 1.0})
+    odd = world.create("nevis", "u-garbage")
+    fine = world.create("contiguity", "u-fine")
+    broken.script(odd["session_id"], "verified")
+    healthy.script(fine["session_id"], "verified")
+    time.sleep(0.8)  # past the (shortened) webhook deadline
+    world.settle(rounds=10)
+    assert broken.stats()["errors_injected"]["status_garbage"] >= 1
+    assert status(world, "contiguity", fine["session_id"])[0] == "verified"
+    row = find_session(world.services, "nevis", odd["session_id"])
+    assert row.status != "verified" and row.poll_attempts >= 1 and row.next_check_at is not None
+    with Session(world.services.engine) as session:
+        errors = (
+            session.execute(
+                select(InboundEvent.parse_error).where(
+                    InboundEvent.provider == "nevis",
+                    InboundEvent.session_id == odd["session_id"],
+                    InboundEvent.state == "quarantined",
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert errors and all("not a JSON object" in e for e in errors), errors
+    broken.configure(chaos={"status_garbage": 0.0})
+    deadline = time.monotonic() + 15
+    while status(world, "nevis", odd["session_id"])[0] != "verified":
+        assert time.monotonic() < deadline, "the session did not recover"
+        world.settle(rounds=2)

@@ -10,7 +10,8 @@ on purpose (a simulator signing with the verifier's own code would let a wrong s
 
 Config keys (start() kwargs and POST /_sim/config; defaults in config.py and each provider):
 webhook_url, callback_url, webhook_secret, retry_on_failure, step_interval, delivery_timeout,
-max_sessions, chaos{drop, duplicate, shuffle, delay_max, status_5xx, status_429, slow_ms, seed},
+max_sessions, chaos{drop, duplicate, shuffle, delay_max, status_5xx, status_429, status_garbage,
+slow_ms, seed},
 plus per provider: contiguity api_token; docverify client_id, client_secret, token_expires_in;
 idvapi api_key, default_outcome; idenfy api_key, api_secret, per_notification_urls; nevis
 access_key.

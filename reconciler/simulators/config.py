@@ -16,6 +16,7 @@ CHAOS_DEFAULTS: dict[str, Any] = {
     "delay_max": 0.0,  # each delivery waits uniform(0, delay_max) seconds before it is sent
     "status_5xx": 0.0,  # probability a status call answers 503
     "status_429": 0.0,  # probability a status call answers 429 with Retry-After: 1
+    "status_garbage": 0.0,  # probability a status call answers 200 with a JSON array (wrong shape)
     "slow_ms": 0,  # every status call sleeps this many milliseconds first
     "seed": None,  # int|str: makes every chaos draw reproducible; None = unseeded
 }
@@ -50,6 +51,7 @@ CHAOS_KINDS: dict[str, Any] = {
     "delay_max": ("float", 0.0, 60.0),
     "status_5xx": ("float", 0.0, 1.0),
     "status_429": ("float", 0.0, 1.0),
+    "status_garbage": ("float", 0.0, 1.0),
     "slow_ms": ("int", 0, 60_000),
     "seed": "seed",
 }

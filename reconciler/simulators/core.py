@@ -135,12 +135,15 @@ class SimulatorCore:
             self.stats[name] += 1
 
     def status_chaos(self, endpoint: str) -> Response | None:
-        """Count a status call; apply slow_ms, status_5xx, status_429 (a response: send it)."""
+        """Count a status call; apply slow_ms, status_5xx, status_429, status_garbage (a response:
+        send it)."""
         with self.lock:
             calls = self.stats["status_calls"]
             calls[endpoint] = calls.get(endpoint, 0) + 1
             chaos = dict(self.config["chaos"])
             roll_5xx, roll_429 = self.dice.status(), self.dice.status()
+            # drawn only when enabled, so seeded runs without it keep their sequence
+            roll_garbage = self.dice.status() if chaos["status_garbage"] else 1.0
             if chaos["slow_ms"]:
                 self.stats["slow_calls"] += 1
         if chaos["slow_ms"]:
@@ -159,6 +162,10 @@ class SimulatorCore:
                 429,
                 {"Retry-After": "1"},
             )
+        if roll_garbage < chaos["status_garbage"]:
+            with self.lock:
+                self.stats["errors_injected"]["status_garbage"] += 1
+            return json_response(["unexpected", "answer", "shape"], 200)
         return None
 
     def add_session(self, session: SimSession) -> SimSession:

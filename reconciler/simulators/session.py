@@ -29,7 +29,7 @@ def new_stats() -> dict[str, Any]:
         "create_calls": 0,
         "auth_failures": 0,
         **dict.fromkeys(COUNTER_NAMES, 0),
-        "errors_injected": {"status_5xx": 0, "status_429": 0},
+        "errors_injected": {"status_5xx": 0, "status_429": 0, "status_garbage": 0},
         "slow_calls": 0,
         "internal_errors": 0,
     }

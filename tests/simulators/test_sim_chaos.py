@@ -67,13 +67,16 @@ def test_status_chaos(http: httpx.Client, provider: str) -> None:
         configure(http, sim, chaos={"status_5xx": 0.0, "status_429": 1.0})
         limited = call()
         assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
-        configure(http, sim, chaos={"status_429": 0.0, "slow_ms": 150})
+        configure(http, sim, chaos={"status_429": 0.0, "status_garbage": 1.0})
+        garbage = call()
+        assert garbage.status_code == 200 and isinstance(garbage.json(), list)
+        configure(http, sim, chaos={"status_garbage": 0.0, "slow_ms": 150})
         started = time.monotonic()
         assert call().status_code == 200 and time.monotonic() - started >= 0.15
         stats = http.get(f"{sim.control_url}/stats").json()
-        assert sum(stats["status_calls"].values()) == 4
+        assert sum(stats["status_calls"].values()) == 5
         assert (
-            stats["errors_injected"] == {"status_5xx": 1, "status_429": 1}
+            stats["errors_injected"] == {"status_5xx": 1, "status_429": 1, "status_garbage": 1}
             and stats["slow_calls"] == 1
         )
 
