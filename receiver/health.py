@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,12 +12,19 @@ from receiver.services import get_services
 from receiver.store.migrate import is_at_head
 
 bp = Blueprint("health", __name__)
+HEARTBEAT_KEY = "verihook_heartbeat"
 
 
 @bp.get("/healthz")
-def healthz() -> Response:
-    """The process is alive."""
-    return jsonify({"status": "ok"})
+def healthz():  # type: ignore[no-untyped-def]
+    """The process is alive (for a worker or scheduler: its loop beat recently enough)."""
+    heartbeat = current_app.extensions.get(HEARTBEAT_KEY)
+    if heartbeat is None:  # the receiver: answering is the proof
+        return jsonify({"status": "ok"})
+    age, limit = heartbeat.age(), get_services().settings.health_max_age_seconds
+    alive = age <= limit
+    body = {"status": "ok" if alive else "stalled", "last_beat_seconds_ago": round(age, 1)}
+    return jsonify(body), (200 if alive else 503)
 
 
 @bp.get("/readyz")

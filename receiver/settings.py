@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     poll_concurrency: int = Field(default=8, gt=0)
     poll_lease_seconds: float = Field(default=60.0, gt=0)
     console_secret: SecretStr | None = None
+    health_bind: str | None = None
+    health_max_age_seconds: float = Field(default=180.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

@@ -8,8 +8,19 @@ import click
 from rq import SimpleWorker
 
 from receiver.cli import services_or_exit
+from receiver.exceptions import VerihookError
+from receiver.health_server import Heartbeat, start_health_server
 from receiver.logs import configure_logging
+from receiver.services import Services
 from reconciler import jobs
+
+
+def serve_health(services: Services, heartbeat: Heartbeat) -> None:
+    """Start the health endpoints when VERIHOOK_HEALTH_BIND is set; a clean exit if they cannot."""
+    try:
+        start_health_server(services, heartbeat)
+    except (VerihookError, OSError) as exc:
+        raise click.ClickException(f"health endpoints: {exc}") from exc
 
 
 @click.command()
@@ -26,7 +37,9 @@ def worker(burst: bool) -> None:
     if not burst:
         from reconciler.worker_loop import run_worker
 
-        sys.exit(run_worker(services))
+        heartbeat = Heartbeat()
+        serve_health(services, heartbeat)
+        sys.exit(run_worker(services, heartbeat=heartbeat))
     stats = jobs.apply_ready_events()
     click.echo(
         f"applied {stats['applied']}, superseded {stats['superseded']}, "
@@ -63,7 +76,9 @@ def scheduler() -> None:
 
     services = services_or_exit()
     configure_logging(services.settings.log_level)
-    run_scheduler(services)
+    heartbeat = Heartbeat()
+    serve_health(services, heartbeat)
+    run_scheduler(services, heartbeat)
 
 
 @click.group()

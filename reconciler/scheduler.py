@@ -9,6 +9,7 @@ reconciles them on a small thread pool.
 from __future__ import annotations
 
 import logging
+import signal
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from datetime import datetime
 import httpx
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from receiver.health_server import Heartbeat
 from receiver.logs import crash_site
 from receiver.metrics import HEALS, LEADER, POLLS, inc
 from receiver.outbox import flush_outbox
@@ -112,9 +114,14 @@ class Reconciler:
         resume_stale_replays(self.services)
 
 
-def run_scheduler(services: Services) -> None:
-    """Run forever: heartbeat the leader lock, tick and sweep while leader."""
+def run_scheduler(services: Services, alive: Heartbeat | None = None) -> None:
+    """Run forever: heartbeat the leader lock, tick and sweep while leader.
+
+    `alive` (the `/healthz` of receiver/health_server.py) beats after every finished tick while
+    leader, and at every lock heartbeat while follower: a leader whose tick hangs stops beating.
+    """
     settings = services.settings
+    alive = alive or Heartbeat()
     lock = LeaderLock(services.redis, settings.queue_name, settings.leader_lock_seconds)
     machinery = Reconciler(services)
 
@@ -134,6 +141,14 @@ def run_scheduler(services: Services) -> None:
         LEADER.set(1 if lock.refresh() else 0)
         if lock.is_leader != was:
             log.info("scheduler leadership changed", extra={"state": str(lock.is_leader)})
+        if not lock.is_leader:
+            alive.beat()
+
+    def tick() -> None:
+        try:
+            machinery.tick()
+        finally:
+            alive.beat()
 
     scheduler = BlockingScheduler(timezone="UTC")
     now = datetime.now().astimezone()
@@ -146,7 +161,7 @@ def run_scheduler(services: Services) -> None:
         coalesce=True,
     )
     scheduler.add_job(
-        as_leader(machinery.tick),
+        as_leader(tick),
         "interval",
         seconds=settings.scheduler_tick_seconds,
         max_instances=1,
@@ -166,9 +181,17 @@ def run_scheduler(services: Services) -> None:
         max_instances=1,
         coalesce=True,
     )
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)  # caught below: the lock is released, a follower takes over at once
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
         lock.release()

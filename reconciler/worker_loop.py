@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.exceptions import StopRequested
 
+from receiver.health_server import Heartbeat
 from receiver.services import Services
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ RESTART_PAUSE_SECONDS = 0.5
 """The first wait before a new run after a Redis error; it doubles up to the maximum."""
 MAX_RESTART_PAUSE_SECONDS = 5.0
 STEADY_RUN_SECONDS = 30.0
+WORKER_TTL_SECONDS = 60
+"""RQ's worker TTL; an idle worker waits for a job at most this minus 15 s before its loop goes
+round (and beats). RQ's default, 420 s, would make a live idle worker look stalled."""
 """A run that lasted this long resets the wait to its first value."""
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -72,9 +76,13 @@ class VerihookWorker(SimpleWorker):
     """RQ's own retry while it waits for a job: 1 s doubling to this (RQ's default is 60 s, so
     an idle worker could notice Redis's return a minute late)."""
 
-    def __init__(self, *args: Any, stop: StopFlag, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, stop: StopFlag, heartbeat: Heartbeat | None = None, **kwargs: Any
+    ) -> None:
         self.stop = stop
+        self.heartbeat_of_loop = heartbeat or Heartbeat()
         self.loop_error: BaseException | None = None
+        kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
         super().__init__(*args, **kwargs)
 
     def request_stop(self, signum: int, frame: Any) -> None:
@@ -91,6 +99,7 @@ class VerihookWorker(SimpleWorker):
             self.loop_error = exc
             raise
         self.loop_error = None  # RQ recovered (it retries a lost connection while it waits)
+        self.heartbeat_of_loop.beat()
         return result
 
     # The steps of RQ's work loop; an exception escaping one of them ends the loop.
@@ -156,10 +165,13 @@ def run_worker(
     *,
     worker_class: type[VerihookWorker] = VerihookWorker,
     sleep: Callable[[float, StopFlag], None] = wait,
+    heartbeat: Heartbeat | None = None,
 ) -> int:
     """Work the queue until SIGTERM/SIGINT; start again after a Redis error. Returns the exit
-    status: 0 when stopped on request, 1 when a run ended on any other error."""
+    status: 0 when stopped on request, 1 when a run ended on any other error. `heartbeat` beats
+    at every step of RQ's loop and every restart (the `/healthz` of receiver/health_server.py)."""
     stop = StopFlag()
+    heartbeat = heartbeat or Heartbeat()
     pause = RESTART_PAUSE_SECONDS
     queue = services.settings.queue_name
     try:
@@ -168,7 +180,10 @@ def run_worker(
             began, error, finished = time.monotonic(), None, False
             try:
                 stop.restore()
-                worker = worker_class([queue], connection=services.redis, stop=stop)
+                heartbeat.beat()
+                worker = worker_class(
+                    [queue], connection=services.redis, stop=stop, heartbeat=heartbeat
+                )
                 worker.work(with_scheduler=True)
                 finished, error = True, worker.loop_error
             except StopRequested:

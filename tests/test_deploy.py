@@ -259,6 +259,26 @@ def test_web_probes_hit_readyz_and_healthz_on_the_served_port() -> None:
     assert web["spec"]["replicas"] >= 2
 
 
+@pytest.mark.parametrize("role", ["worker", "scheduler"])
+def test_worker_and_scheduler_liveness_hits_their_health_port(role: str) -> None:
+    (deployment,) = [
+        d
+        for d in k8s_objects("Deployment")
+        if resolve(container_argv(d["spec"]["template"]["spec"]["containers"][0]))[1] == [role]
+    ]
+    template = deployment["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    (port,) = container["ports"]
+    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    assert int(env["VERIHOOK_HEALTH_BIND"].rsplit(":", 1)[1]) == port["containerPort"]
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz" and probe["port"] in (port["name"], port["containerPort"])
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port["containerPort"])
+    # a live but idle worker beats at least every 45 s; the probe must tolerate that
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+
+
 def test_every_container_requests_resources() -> None:
     for workload, spec in pod_specs():
         for container in spec.get("initContainers", []) + spec["containers"]:
