@@ -310,7 +310,8 @@ def delivery_notes(results: Iterable[SessionResult]) -> list[str]:
 
 
 def review_notes(results: Iterable[SessionResult]) -> list[str]:
-    """What sessions that ended in `review` cost: verihook keeps polling that answer."""
+    """What sessions that ended in `review` cost in status calls (a final `review` answer settles
+    its session: the planner does not poll it again)."""
     reviews = [result for result in results if result.expected.startswith("review/")]
     if not reviews:
         return []
@@ -318,6 +319,6 @@ def review_notes(results: Iterable[SessionResult]) -> list[str]:
     idenfy = sum(r.status_calls for r in reviews if r.provider == "idenfy" and r.final_delivered)
     return [
         f"sessions that ended in review: {len(reviews)}, status calls spent on them: {calls} "
-        f"(iDenfy after its final webhook: {idenfy}); `review` is not terminal in verihook's "
-        "planner, so a final review answer keeps being polled"
+        f"(iDenfy after its final webhook: {idenfy}); a final review answer settles its session "
+        "until a person decides"
     ]
