@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import select
 
-from receiver.providers.http import shared_client
+from receiver.providers.http import shared_client, time_budget
 from receiver.services import Services
 from receiver.store.db import transaction
 from receiver.store.models import VerificationSession, utcnow
@@ -69,6 +69,9 @@ def reconcile_now(services: Services, provider: str, session_id: str) -> tuple[s
 
 
 CREATE_WRITE_PAUSES_SECONDS = (0.5, 1.0, 1.5)
+CREATE_BUDGET_SECONDS = 5.0
+"""The provider's share of `POST /api/v1/sessions` (token, creation, retries): with the write
+retries above the caller waits at most about 8 s, then gets 503 and may retry."""
 """Waits between the attempts to record a session the provider has just created (a database
 restart takes seconds; the request must stay well inside gunicorn's 8 s)."""
 
@@ -111,11 +114,12 @@ def create_session(
         raise StoreUnavailableError("the database is unavailable") from exc
     callback_url = f"{services.settings.public_url.rstrip('/')}/callbacks/{provider}"
     http = shared_client()
-    created = (
-        services.providers[provider]
-        .client(http)
-        .create_session(user_ref, options, callback_url=callback_url)
-    )
+    with time_budget(CREATE_BUDGET_SECONDS):
+        created = (
+            services.providers[provider]
+            .client(http)
+            .create_session(user_ref, options, callback_url=callback_url)
+        )
     policy = policies(services.settings)[provider]
 
     def record() -> VerificationSession:

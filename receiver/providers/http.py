@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -19,6 +22,30 @@ MAX_ATTEMPTS = 3
 MAX_RETRY_AFTER_SECONDS = 5.0
 BACKOFF_SECONDS = 0.2
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+_DEADLINE: ContextVar[float | None] = ContextVar("provider_call_deadline", default=None)
+
+
+@contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """Bound every provider call made inside (attempts, waits and retries together).
+
+    For calls someone is waiting on, like `POST /api/v1/sessions`: without it a slow provider
+    could hold the caller for MAX_ATTEMPTS × the read timeout. Past the budget a call raises
+    ProviderUnavailable. Nested budgets keep the tighter deadline.
+    """
+    deadline = time.monotonic() + seconds
+    outer = _DEADLINE.get()
+    token = _DEADLINE.set(deadline if outer is None else min(outer, deadline))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _remaining() -> float | None:
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()
 
 
 class ProviderUnavailable(VerihookError):
@@ -60,6 +87,14 @@ def request_json(
     """Send a request, retrying 429/5xx and network errors; return the decoded JSON answer."""
     last: ProviderUnavailable | None = None
     for attempt in range(1, MAX_ATTEMPTS + 1):
+        remaining = _remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise last or ProviderUnavailable(f"{method} {url}: time budget spent")
+            kwargs["timeout"] = httpx.Timeout(
+                min(TIMEOUT.read or remaining, remaining),
+                connect=min(TIMEOUT.connect or remaining, remaining),
+            )
         try:
             response = client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
@@ -82,7 +117,11 @@ def request_json(
             )
         if attempt < MAX_ATTEMPTS:
             delay = last.retry_after if last.retry_after is not None else BACKOFF_SECONDS * attempt
-            sleep(min(delay, MAX_RETRY_AFTER_SECONDS))
+            delay = min(delay, MAX_RETRY_AFTER_SECONDS)
+            remaining = _remaining()
+            if remaining is not None and delay >= remaining:
+                break  # the wait alone would spend the budget
+            sleep(delay)
     assert last is not None
     raise last
 
