@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 DELIVERY_LANES = 4
 
 
-class SimulatorCore:
+class SimulatorCore(ABC):
     """State, routing and delivery shared by every simulator; a WSGI application."""
 
     name: ClassVar[str]
@@ -60,15 +61,15 @@ class SimulatorCore:
         return []
 
     # ----- hooks for the provider modules -------------------------------------------------
+    @abstractmethod
     def provider_rules(self) -> list[Rule]:
         """The provider API routes; endpoint "x" is served by method on_x."""
-        raise NotImplementedError
 
+    @abstractmethod
     def plan(
         self, session: SimSession, outcome: str, manual: bool, provider_status: str | None
     ) -> list[Step]:
         """The steps that drive session from its current status to outcome."""
-        raise NotImplementedError
 
     def canonical(self, session: SimSession) -> str:
         """verihook's canonical status for the session's provider status."""
@@ -82,8 +83,8 @@ class SimulatorCore:
         """A session created on demand by a script call (idvapi), or None."""
         return None
 
-    def reset_provider_state(self) -> None:
-        """Forget provider-specific stores on /_sim/reset."""
+    def reset_provider_state(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Forget provider-specific stores on /_sim/reset (none by default)."""
 
     # ----- plumbing -------------------------------------------------------------------------
     @property
