@@ -11,6 +11,7 @@ from receiver.providers.http import shared_client, time_budget
 from receiver.services import Services
 from receiver.store.db import transaction
 from receiver.store.models import VerificationSession, utcnow
+from receiver.store.sessions import session_row
 from reconciler.drain import drain_ready_events
 from reconciler.policies import policies
 from reconciler.poller import reconcile
@@ -41,12 +42,7 @@ def list_sessions(
 def find_session(services: Services, provider: str, session_id: str) -> VerificationSession:
     """One session, else LookupError naming it."""
     with transaction(services.engine) as session:
-        row = session.execute(
-            select(VerificationSession).where(
-                VerificationSession.provider == provider,
-                VerificationSession.session_id == session_id,
-            )
-        ).scalar_one_or_none()
+        row = session_row(session, provider, session_id)
     if row is None:
         raise LookupError(f"no {provider} session {session_id!r} is known")
     return row
@@ -125,12 +121,7 @@ def create_session(
     def record() -> VerificationSession:
         now = utcnow()
         with transaction(services.engine) as session:
-            row = session.execute(
-                select(VerificationSession).where(
-                    VerificationSession.provider == provider,
-                    VerificationSession.session_id == created.session_id,
-                )
-            ).scalar_one_or_none()
+            row = session_row(session, provider, created.session_id)
             row = row or VerificationSession(
                 provider=provider, session_id=created.session_id, created_at=now
             )

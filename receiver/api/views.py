@@ -12,6 +12,7 @@ from receiver.providers import REGISTRY
 from receiver.services import get_services
 from receiver.store.db import transaction
 from receiver.store.models import ObservationRecord, UserRecord, VerificationSession, utcnow
+from receiver.store.sessions import session_row
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 READERS = ("backend", "operator", "auditor")
@@ -99,12 +100,7 @@ def get_user(user_ref: str):  # type: ignore[no-untyped-def]
 def get_session(provider: str, session_id: str):  # type: ignore[no-untyped-def]
     """A session, its status and its whole history."""
     with transaction(get_services().engine) as session:
-        row = session.execute(
-            select(VerificationSession).where(
-                VerificationSession.provider == provider,
-                VerificationSession.session_id == session_id,
-            )
-        ).scalar_one_or_none()
+        row = session_row(session, provider, session_id)
         if row is None:
             return jsonify({"error": "unknown session"}), 404
         history = list(
@@ -164,12 +160,7 @@ def _create(provider: str, user_ref: str, options: dict[str, Any]):  # type: ign
 
 def _register(provider: str, session_id: str, user_ref: str):  # type: ignore[no-untyped-def]
     with transaction(get_services().engine) as session:
-        row = session.execute(
-            select(VerificationSession).where(
-                VerificationSession.provider == provider,
-                VerificationSession.session_id == session_id,
-            )
-        ).scalar_one_or_none()
+        row = session_row(session, provider, session_id)
         if row is not None and row.user_ref not in (None, user_ref):
             return _bad("session is registered to another user", 409)
         created = row is None

@@ -1,0 +1,18 @@
+"""Looking up one verification session by its natural key (provider, provider's session id)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from receiver.store.models import VerificationSession
+
+
+def session_row(session: Session, provider: str, session_id: str) -> VerificationSession | None:
+    """The session `session_id` of `provider`, or None when it is not known."""
+    return session.execute(
+        select(VerificationSession).where(
+            VerificationSession.provider == provider,
+            VerificationSession.session_id == session_id,
+        )
+    ).scalar_one_or_none()
