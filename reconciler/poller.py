@@ -156,30 +156,28 @@ def _poll(
     now: datetime,
 ) -> PollOutcome:
     attempts = row.poll_attempts + 1
-    try:
-        answer = provider.client(http).fetch_status(row.session_id)
-    except ProviderUnavailable as exc:
+
+    def backed_off(result: str, retry_after: float | None = None) -> PollOutcome:
+        """A call that taught us nothing: the next one waits longer."""
         _set(
             services,
             row,
             poll_attempts=attempts,
             last_polled_at=now,
-            next_check_at=after_failure(policy, attempts, now, exc.retry_after),
+            next_check_at=after_failure(policy, attempts, now, retry_after),
         )
-        return PollOutcome(row.provider, row.session_id, "provider_unavailable", 1)
+        return PollOutcome(row.provider, row.session_id, result, 1)
+
+    try:
+        answer = provider.client(http).fetch_status(row.session_id)
+    except ProviderUnavailable as exc:
+        return backed_off("provider_unavailable", exc.retry_after)
     except ProviderRejected as exc:
         log.warning(
             "provider refused a status call",
             extra={"provider": row.provider, "reason": str(exc.status_code)},
         )
-        _set(
-            services,
-            row,
-            poll_attempts=attempts,
-            last_polled_at=now,
-            next_check_at=after_failure(policy, attempts, now, None),
-        )
-        return PollOutcome(row.provider, row.session_id, "provider_refused", 1)
+        return backed_off("provider_refused")
     body = json.dumps(answer, separators=(",", ":"), sort_keys=True).encode()
     try:
         parsed = provider.parse_status(row.session_id, answer, now)
@@ -190,14 +188,7 @@ def _poll(
             why = f"unexpected {crash_site(exc)} while parsing a status answer"
             log.error("status parser failed; quarantining the answer", extra={"reason": why})
         store_poll_answer(services, provider, row.session_id, body, now, parse_error=why)
-        _set(
-            services,
-            row,
-            poll_attempts=attempts,
-            last_polled_at=now,
-            next_check_at=after_failure(policy, attempts, now, None),
-        )
-        return PollOutcome(row.provider, row.session_id, "quarantined", 1)
+        return backed_off("quarantined")
     new = says_something_new(row, parsed)
     if new:
         store_poll_answer(services, provider, row.session_id, body, now)
