@@ -72,7 +72,7 @@ Progress = Callable[[str, int, int], None]
 """progress(phase, done, total): phase is "creating" or "settling"."""
 
 
-def _credentials() -> dict[str, dict[str, Any]]:
+def simulator_credentials() -> dict[str, dict[str, Any]]:
     """Fresh credentials for each simulator (and the same for verihook)."""
     token = secrets.token_hex
 
@@ -260,7 +260,7 @@ def run_demo(
 
     began, own_dir = time.monotonic(), var_dir is None
     path = Path(tempfile.mkdtemp(prefix="verihook-demo-") if var_dir is None else var_dir)
-    tell, credentials = _Throttled(progress), _credentials()
+    tell, credentials = _Throttled(progress), simulator_credentials()
     sims: dict[str, Simulator] = {}
     redis, processes = EmbeddedRedis(path), Processes({}, path / "logs")
     try:

@@ -48,7 +48,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from receiver.providers.base import content_digest
 from receiver.store.models import InboundEvent, OutboxEntry, utcnow
 from reconciler import simulators
-from reconciler.demo import demo_env, free_port
+from reconciler.demo import demo_env, free_port, simulator_credentials
 from reconciler.leader import LEADER_KEY
 from tests.support import signing
 from tests.support.pg_cluster import PgCluster
@@ -81,18 +81,6 @@ ATTEMPT_TIMEOUT_SECONDS = 10.0
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
-
-
-def credentials() -> dict[str, dict[str, Any]]:
-    """Fresh credentials for each simulator (verihook gets the same)."""
-    token = secrets.token_hex
-    return {
-        "contiguity": {"api_token": token(16), "webhook_secret": "whsec_" + token(24)},
-        "docverify": {"client_id": token(8), "client_secret": token(16)},
-        "idvapi": {"api_key": token(16)},
-        "idenfy": {"api_key": token(8), "api_secret": token(16), "webhook_secret": token(24)},
-        "nevis": {"access_key": token(16)},
-    }
 
 
 # ----- what was delivered ------------------------------------------------------------------
@@ -538,7 +526,7 @@ class ChaosStack:
     def __init__(self, workdir: Path, *, chaos: Mapping[str, Any], seed: int) -> None:
         self.workdir = workdir
         self.chaos, self.seed = dict(chaos), seed
-        self.credentials = credentials()
+        self.credentials = simulator_credentials()
         self.api_token, self.path_token = secrets.token_hex(24), secrets.token_hex(24)
         self.ports = [free_port() for _ in range(RECEIVERS)]
         self.receivers = [f"http://127.0.0.1:{port}" for port in self.ports]
