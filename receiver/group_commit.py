@@ -1,0 +1,102 @@
+"""Group commit: the deliveries that arrive together on one process share one transaction.
+
+Each request thread hands its prepared row to `GroupCommitter.submit` and blocks until the
+transaction holding that row has committed (or failed). There is no committer thread and no timer:
+the first thread to find the committer idle becomes the *leader* and writes every row queued so far
+(up to `max_batch`) in one call of `write_batch`; rows that arrive while that write is in flight
+queue up and the next leader takes them all at once. So a lone request is written at once (no added
+latency, which is what gunicorn's sync worker sees) and a burst shares one commit (what gthread and
+gevent workers see), the batch growing with the load by itself.
+
+Pure threading, no I/O of its own: `write_batch` is the only thing that touches the database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+Row = TypeVar("Row")
+Result = TypeVar("Result")
+
+DEFAULT_MAX_BATCH = 64
+"""Rows per transaction at most: large enough to amortise a commit, small enough that one
+statement stays quick."""
+
+
+@dataclass
+class _Ticket(Generic[Row, Result]):
+    """One submitted row and, once its batch is written, its result or the batch's error."""
+
+    row: Row
+    done: bool = False
+    result: Result | None = None
+    error: BaseException | None = None
+    batch_size: int = field(default=0)
+
+
+class GroupCommitter(Generic[Row, Result]):
+    """Writes rows submitted by concurrent threads in shared batches (see the module docstring).
+
+    `write_batch(rows)` must return one result per row, in order, after the transaction holding
+    them committed; if it raises, every row of that batch gets the exception.
+    """
+
+    def __init__(
+        self,
+        write_batch: Callable[[Sequence[Row]], Sequence[Result]],
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch!r}")
+        self._write_batch = write_batch
+        self._max_batch = max_batch
+        self._changed = threading.Condition(threading.Lock())
+        self._queue: list[_Ticket[Row, Result]] = []
+        self._writing = False
+
+    def submit(self, row: Row) -> tuple[Result, int]:
+        """Block until `row` is committed; return its result and how many rows its batch held.
+
+        Raises whatever `write_batch` raised for the batch holding `row`.
+        """
+        ticket: _Ticket[Row, Result] = _Ticket(row)
+        with self._changed:
+            self._queue.append(ticket)
+            while True:
+                while self._writing and not ticket.done:
+                    self._changed.wait()
+                if ticket.done:
+                    return self._outcome(ticket)
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                self._writing = True
+                self._changed.release()
+                try:
+                    self._write(batch)
+                finally:
+                    self._changed.acquire()
+                    self._writing = False
+                    self._changed.notify_all()
+
+    def _write(self, batch: list[_Ticket[Row, Result]]) -> None:
+        """Write one batch (no lock held) and settle its tickets."""
+        try:
+            results = self._write_batch([ticket.row for ticket in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"write_batch answered {len(results)} results for {len(batch)}")
+        except BaseException as exc:  # every waiter must learn the outcome, whatever it was
+            for ticket in batch:
+                ticket.error, ticket.done, ticket.batch_size = exc, True, len(batch)
+            return
+        for ticket, result in zip(batch, results, strict=True):
+            ticket.result, ticket.done, ticket.batch_size = result, True, len(batch)
+
+    @staticmethod
+    def _outcome(ticket: _Ticket[Row, Result]) -> tuple[Result, int]:
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result, ticket.batch_size  # type: ignore[return-value]
