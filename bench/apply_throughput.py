@@ -64,7 +64,14 @@ def store_events(services: Services, count: int, per_session: int) -> float:
                 ("Contiguity-Signature", signing.contiguity_header(body, timestamp=int(now))),
             ),
         )
-        ingest(delivery, provider, engine=services.engine, keyring=services.keyring, now=now)
+        ingest(
+            delivery,
+            provider,
+            engine=services.engine,
+            keyring=services.keyring,
+            writer=services.event_writer,
+            now=now,
+        )
     return count / (time.perf_counter() - started)
 
 

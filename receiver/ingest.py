@@ -1,4 +1,4 @@
-"""The ingest path: authenticate → parse → store event + outbox in one transaction.
+"""The ingest path: authenticate → parse → store event + outbox (a group commit).
 
 Plain function, no Flask: the webhook blueprint calls it and enqueues after it returns.
 """
@@ -10,23 +10,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DBAPIError
 
+from receiver.event_writer import CONNECTION_ERRORS, EventWriter, Refused
 from receiver.exceptions import ParseError, StoreUnavailableError
 from receiver.logs import crash_site
 from receiver.providers.base import AuthContext, Delivery, Parsed, Provider
 from receiver.store.crypto import Keyring
 from receiver.store.db import transaction
-from receiver.store.events import NewEvent, store_event
+from receiver.store.event_batches import prepare_event
+from receiver.store.events import NewEvent
 from receiver.store.models import VerificationSession
 
 log = logging.getLogger(__name__)
-
-CONNECTION_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
-"""Errors that mean the database cannot be used right now (unreachable, locked, pool exhausted,
-shutting down): answered 503 so the provider retries. Any other database error may be caused by
-the delivery's content, which a retry would only repeat forever."""
 
 
 class Outcome(StrEnum):
@@ -67,39 +63,46 @@ def stored_state_lookup(engine: Engine, provider: str):  # type: ignore[no-untyp
 
 
 def ingest(
-    delivery: Delivery, provider: Provider, *, engine: Engine, keyring: Keyring, now: float
+    delivery: Delivery,
+    provider: Provider,
+    *,
+    engine: Engine,
+    keyring: Keyring,
+    writer: EventWriter,
+    now: float,
 ) -> IngestResult:
     """Authenticate (raises AuthenticationError, nothing stored), parse, and store durably.
 
-    Raises StoreUnavailableError only when the database cannot be used; an authentic delivery
-    whose parsed form the store refuses is stored raw and quarantined instead.
+    `writer` stores the event in a group commit with the deliveries arriving at the same time;
+    this returns once that transaction committed. Raises StoreUnavailableError only when the
+    database cannot be used; an authentic delivery whose parsed form the store refuses is stored
+    raw and quarantined instead.
     """
     context = AuthContext(
         now=now, stored_state_digest=_guarded(stored_state_lookup(engine, provider.name))
     )
     provider.authenticate(delivery, context)
     parsed, parse_error = _parse(delivery, provider)
-    event = _new_event(delivery, provider, parsed, parse_error)
-    try:
-        event_id, created = _store(engine, event, keyring)
-    except (DBAPIError, UnicodeError) as exc:  # not a connection error: about this content
+    stored = writer.store(
+        prepare_event(_new_event(delivery, provider, parsed, parse_error), keyring=keyring)
+    )
+    if isinstance(stored, Refused):  # not a connection error: about this content
         log.error(
             "store refused a parsed %s delivery; storing it raw, quarantined",
             provider.name,
-            extra={"provider": provider.name, "reason": type(exc).__name__},
+            extra={"provider": provider.name, "reason": stored.error},
         )
         parsed = None
-        parse_error = f"the store refused the parsed delivery ({type(exc).__name__}); kept raw"
+        parse_error = f"the store refused the parsed delivery ({stored.error}); kept raw"
         raw = _new_event(delivery, provider, None, parse_error)
-        try:
-            event_id, created = _store(engine, raw, keyring)
-        except DBAPIError as again:  # a raw event holds no provider text: the store is at fault
-            raise StoreUnavailableError("the event store refuses every write") from again
-    if not created:
+        stored = writer.store(prepare_event(raw, keyring=keyring))
+        if isinstance(stored, Refused):  # a raw event holds no provider text: the store is at fault
+            raise StoreUnavailableError("the event store refuses every write")
+    if not stored.created:
         outcome = Outcome.DUPLICATE
     else:
         outcome = Outcome.QUARANTINED if parse_error else Outcome.ACCEPTED
-    return IngestResult(outcome=outcome, event_id=event_id, parsed=parsed)
+    return IngestResult(outcome=outcome, event_id=stored.event_id, parsed=parsed)
 
 
 def _parse(delivery: Delivery, provider: Provider) -> tuple[Parsed | None, str | None]:
@@ -133,19 +136,6 @@ def _new_event(
         user_ref=parsed.user_ref if parsed else None,
         parse_error=parse_error,
     )
-
-
-def _store(engine: Engine, event: NewEvent, keyring: Keyring) -> tuple[int, bool]:
-    """Store one event in its own transaction; StoreUnavailableError on connection errors."""
-    try:
-        with transaction(engine) as session:
-            return store_event(session, event, keyring=keyring)
-    except CONNECTION_ERRORS as exc:
-        raise StoreUnavailableError("the event store is unavailable") from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise StoreUnavailableError("the event store is unavailable") from exc
-        raise
 
 
 def _guarded(lookup):  # type: ignore[no-untyped-def]

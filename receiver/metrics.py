@@ -55,6 +55,11 @@ INGEST_SECONDS = Histogram(
     ["provider"],
     buckets=LATENCY_BUCKETS,
 )
+INGEST_BATCH_ROWS = Histogram(
+    "verihook_ingest_batch_rows",
+    "Deliveries stored per group commit (one transaction) on a receiver process",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 RECEIPT_TO_APPLIED = Histogram(
     "verihook_receipt_to_applied_seconds",
     "From receipt of an event to its application",

@@ -46,7 +46,7 @@ from sqlmodel import Session, col
 from receiver.exceptions import DecryptionError
 from receiver.providers import REGISTRY
 from receiver.services import Services
-from receiver.store.db import SQLITE_WRITER, is_sqlite, transaction
+from receiver.store.db import is_sqlite, sqlite_write_lock, transaction
 from receiver.store.events import open_payload
 from receiver.store.models import (
     EventState,
@@ -696,7 +696,7 @@ def replay_batch(
 
 def _writer(services: Services) -> AbstractContextManager[Any]:
     """The process's SQLite writer lock (as `transaction()` takes it); nothing on PostgreSQL."""
-    return SQLITE_WRITER if is_sqlite(services.engine) else nullcontext()
+    return sqlite_write_lock(services.engine) if is_sqlite(services.engine) else nullcontext()
 
 
 def _wake_notifier(services: Services, stats: DrainStats) -> None:

@@ -27,7 +27,7 @@ from receiver.providers import build_providers
 from receiver.services import Services
 from receiver.settings import Settings
 from receiver.store.crypto import Keyring, new_key_spec
-from receiver.store.db import make_engine
+from receiver.store.db import make_engine, make_ingest_engine
 from receiver.store.migrate import upgrade
 from reconciler import jobs
 from tests.support import signing
@@ -159,6 +159,21 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(scope="session")
+def ingest_engines(engines: dict[str, Engine | None]) -> Iterator[dict[str, Engine | None]]:
+    """The ingest hot path's engine per backend (no pre-ping; autocommit on PostgreSQL)."""
+    made = {
+        name: make_ingest_engine(found.url.render_as_string(hide_password=False))
+        if found is not None
+        else None
+        for name, found in engines.items()
+    }
+    yield made
+    for engine in made.values():
+        if engine is not None:
+            engine.dispose()
+
+
 @pytest.fixture
 def engine(backend: str, engines: dict[str, Engine | None]) -> Engine:
     """A clean, migrated database on the backend under test."""
@@ -185,8 +200,14 @@ def make_settings(engine: Engine, redis_url: str, var_dir: Path, **overrides: ob
 
 
 @pytest.fixture
-def make_services(engine: Engine, redis_server: RedisServer, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Build Services on the shared engine with optional setting overrides."""
+def make_services(  # type: ignore[no-untyped-def]
+    engine: Engine,
+    backend: str,
+    ingest_engines: dict[str, Engine | None],
+    redis_server: RedisServer,
+    tmp_path: Path,
+):
+    """Build Services on the shared engines with optional setting overrides."""
     built: list[Services] = []
 
     def factory(redis_url: str | None = None, **overrides: object) -> Services:
@@ -196,6 +217,7 @@ def make_services(engine: Engine, redis_server: RedisServer, tmp_path: Path):  #
             engine=engine,
             keyring=Keyring.parse(TEST_KEYS),
             providers=build_providers(settings),
+            _ingest_engine=ingest_engines[backend],
         )
         built.append(services)
         return services

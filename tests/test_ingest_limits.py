@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError
 from sqlmodel import Session
 
 from app import create_app
-from receiver import ingest as ingest_module
+from receiver import event_writer
 from receiver.providers import build_providers
 from receiver.providers.contiguity import ContiguityProvider
 from receiver.services import Services
@@ -236,6 +236,7 @@ def services_on(engine: Engine, redis_url: str, tmp_path: Path) -> Services:
         engine=engine,
         keyring=Keyring.parse(TEST_KEYS),
         providers=build_providers(settings),
+        _ingest_engine=engine,
     )
 
 
@@ -283,16 +284,16 @@ def test_exhausted_connection_pool_is_503_not_500(engine, redis_server, tmp_path
 
 
 def refusing_store(monkeypatch: pytest.MonkeyPatch, *, raw_too: bool) -> None:
-    """Make the store raise a DataError (not a connection error) for parsed events, and for the
-    raw quarantined fallback too when `raw_too`."""
-    real = ingest_module.store_event
+    """Make the store raise a DataError (not a connection error) for a batch holding a parsed
+    event, and for the raw quarantined fallback too when `raw_too`."""
+    real = event_writer.write_events
 
-    def store_event(session, event, *, keyring):  # type: ignore[no-untyped-def]
-        if raw_too or event.parse_error is None:
+    def write_events(connection, rows, **options):  # type: ignore[no-untyped-def]
+        if raw_too or any(row.values["parse_error"] is None for row in rows):
             raise DataError("INSERT …", {}, Exception("simulated: the column refuses a value"))
-        return real(session, event, keyring=keyring)
+        return real(connection, rows, **options)
 
-    monkeypatch.setattr(ingest_module, "store_event", store_event)
+    monkeypatch.setattr(event_writer, "write_events", write_events)
 
 
 @pytest.mark.parametrize("provider", sorted(WEBHOOKS))

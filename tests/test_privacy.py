@@ -60,6 +60,7 @@ def ingest_contiguity(services, index: int) -> None:  # type: ignore[no-untyped-
         services.providers["contiguity"],
         engine=services.engine,
         keyring=services.keyring,
+        writer=services.event_writer,
         now=now,
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -67,15 +69,61 @@ def _use_sqlite_immediate_transactions(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def make_ingest_engine(database_url: str) -> Engine:
+    """The engine of the ingest hot path: no pre-ping round trip per checkout (the writer retries
+    once on a dropped connection instead) and, on PostgreSQL, autocommit: the writer sends one
+    statement per batch, which is its own transaction."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        return make_engine(database_url, pool_pre_ping=False)
+    return make_engine(
+        database_url,
+        pool_pre_ping=False,
+        pool_size=2,
+        max_overflow=2,
+        isolation_level="AUTOCOMMIT",
+    )
+
+
 SQLITE_WRITER = threading.Lock()
 """SQLite has one writer: threads of a process queue here instead of in SQLite's busy handler,
 which sleeps in growing steps and would add tens of milliseconds under contention."""
+
+_lock_files: dict[tuple[int, str], int] = {}
+_lock_files_guard = threading.Lock()
+
+
+def _lock_file(database: str) -> int:
+    """This process's descriptor of the database's writer lock file (opened once per process)."""
+    key = (os.getpid(), database)
+    with _lock_files_guard:
+        if key not in _lock_files:
+            _lock_files[key] = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        return _lock_files[key]
+
+
+@contextmanager
+def sqlite_write_lock(engine: Engine) -> Iterator[None]:
+    """Hold SQLite's one write slot for a transaction: threads queue on SQLITE_WRITER, processes
+    on an flock of `<database>-writer.lock`, both woken the moment the slot frees (SQLite's own
+    busy handler polls with sleeps of up to 100 ms). Writers that do not take it (migrations)
+    still meet the busy timeout."""
+    database = engine.url.database
+    with SQLITE_WRITER:
+        if not database or database == ":memory:":
+            yield
+            return
+        descriptor = _lock_file(database)
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
 
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any error."""
-    with SQLITE_WRITER if is_sqlite(engine) else nullcontext():
+    with sqlite_write_lock(engine) if is_sqlite(engine) else nullcontext():
         with Session(engine, expire_on_commit=False) as session:
             try:
                 yield session

@@ -1,0 +1,171 @@
+"""The ingest path's writer: one per process, storing deliveries in group commits.
+
+It wraps `write_events` (receiver/store/event_batches.py) in a `GroupCommitter` and decides what a
+failed batch means for each delivery in it:
+- a connection error is retried once on a fresh connection (the ingest pool does not pre-ping:
+  a connection dropped since its last use fails fast and is replaced), then every delivery of the
+  batch gets `StoreUnavailableError` (503, the provider retries);
+- any other database error may be caused by one row's content: the batch is written again row by
+  row, each in its own transaction, so only the row the store refuses is answered `REFUSED` (the
+  ingest path then keeps it raw and quarantined), never its neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from receiver.exceptions import StoreUnavailableError
+from receiver.group_commit import DEFAULT_MAX_BATCH, GroupCommitter
+from receiver.metrics import INGEST_BATCH_ROWS
+from receiver.store.db import is_sqlite, sqlite_write_lock
+from receiver.store.event_batches import EventRow, StoredEvent, write_events
+
+log = logging.getLogger(__name__)
+
+CONNECTION_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+"""Errors that mean the database cannot be used right now (unreachable, locked, pool exhausted,
+shutting down): answered 503 so the provider retries. Any other database error may be caused by
+the delivery's content, which a retry would only repeat forever."""
+
+CONTENT_ERRORS = (DBAPIError, UnicodeError)
+"""What a row's content can make the store raise (a value a column refuses, text the driver
+cannot encode)."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The store refused this row's content (the rest of its batch was stored)."""
+
+    error: str
+    """The database error's type name (never its message, which may quote the content)."""
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when `exc` says the database is unusable rather than the statement wrong."""
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class EventWriter:
+    """Stores prepared event rows, batching the ones that arrive together (thread-safe).
+
+    Each batch borrows one driver connection from the ingest engine's pool; after any error that
+    connection is discarded rather than given back.
+    """
+
+    def __init__(self, engine: Engine, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        self.engine = engine
+        self._committer: GroupCommitter[EventRow, StoredEvent | Refused] = GroupCommitter(
+            self._write_batch, max_batch=max_batch
+        )
+
+    def store(self, row: EventRow) -> StoredEvent | Refused:
+        """Block until `row` is committed (or refused); StoreUnavailableError when the database
+        cannot be used."""
+        result, _ = self._committer.submit(row)
+        return result
+
+    def _write_batch(self, rows: Sequence[EventRow]) -> list[StoredEvent | Refused]:
+        INGEST_BATCH_ROWS.observe(len(rows))
+        try:
+            return list(self._with_one_retry(rows))
+        except CONTENT_ERRORS as exc:
+            if len(rows) == 1:
+                return [Refused(type(exc).__name__)]
+            log.info(
+                "a batch of %d rows was refused; writing them one by one",
+                len(rows),
+                extra={"reason": type(exc).__name__},
+            )
+            return [self._write_alone(row) for row in rows]
+
+    def _write_alone(self, row: EventRow) -> StoredEvent | Refused:
+        try:
+            return self._with_one_retry([row])[0]
+        except CONTENT_ERRORS as exc:
+            return Refused(type(exc).__name__)
+
+    def _with_one_retry(self, rows: Sequence[EventRow]) -> list[StoredEvent]:
+        """Write once; after a connection error, once more on a fresh connection."""
+        for attempt in (1, 2):
+            try:
+                return self._write(rows)
+            except Exception as exc:
+                error = _as_sqlalchemy_error(exc, self.engine)
+                if not is_connection_error(error):
+                    if error is exc:
+                        raise
+                    raise error from exc
+                if attempt == 2:
+                    raise StoreUnavailableError("the event store is unavailable") from exc
+        raise AssertionError("unreachable")
+
+    def _write(self, rows: Sequence[EventRow]) -> list[StoredEvent]:
+        """One transaction: BEGIN IMMEDIATE … COMMIT on SQLite (under the process-wide writer
+        lock); on PostgreSQL the autocommit connection makes the one statement its own."""
+        pooled = self.engine.raw_connection()
+        try:
+            stored = self._write_on(pooled.driver_connection, rows)
+        except BaseException:
+            # A fresh connection after any error: a server-side prepared statement may be what
+            # failed (a migration changed the table), and reconnecting is cheap next to how
+            # rarely the store refuses anything.
+            _discard(pooled)
+            raise
+        pooled.close()  # back to the pool
+        return stored
+
+    def _write_on(self, connection: Any, rows: Sequence[EventRow]) -> list[StoredEvent]:
+        if not is_sqlite(self.engine):
+            return write_events(connection, rows, dialect=self.engine.dialect)
+        with sqlite_write_lock(self.engine):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                stored = write_events(connection, rows, dialect=self.engine.dialect)
+                connection.execute("COMMIT")
+            except BaseException:
+                _roll_back(connection)
+                raise
+        return stored
+
+
+def _discard(pooled: Any) -> None:
+    """Close a pooled connection for good (the pool opens a new one when needed)."""
+    try:
+        pooled.invalidate()
+    except Exception:  # already gone: nothing to give back
+        log.debug("invalidating an ingest connection failed", exc_info=True)
+
+
+def _roll_back(connection: Any) -> None:
+    """End a failed SQLite transaction; a connection that cannot is discarded by the caller."""
+    try:
+        connection.execute("ROLLBACK")
+    except Exception:
+        log.debug("rollback after a failed ingest batch failed", exc_info=True)
+
+
+def _as_sqlalchemy_error(exc: Exception, engine: Engine) -> Exception:
+    """A driver error seen through SQLAlchemy's classes (OperationalError, DataError…), which the
+    rest of verihook reasons with; anything else as it is."""
+    if isinstance(exc, (DBAPIError, PoolTimeoutError, DisconnectionError)):
+        return exc
+    dbapi = engine.dialect.loaded_dbapi
+    if isinstance(exc, dbapi.Error):
+        return DBAPIError.instance(
+            None,
+            None,
+            exc,
+            dbapi.Error,
+            connection_invalidated=engine.dialect.is_disconnect(exc, None, None),
+            dialect=engine.dialect,
+        )
+    return exc

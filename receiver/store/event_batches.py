@@ -1,0 +1,207 @@
+"""Storing a batch of inbound events (and their outbox rows) in one transaction: the ingest hot
+path, on the driver's own connection (no ORM session; one statement per batch on PostgreSQL).
+
+`prepare_event` does the per-delivery work (encryption) in the request's own thread;
+`write_events` stores prepared rows together. The schema is the models' (receiver/store/models.py
+and the migrations); these statements name its columns.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+
+from receiver.store.crypto import Keyring
+from receiver.store.events import NewEvent, payload_aad
+from receiver.store.models import EventState, InboundEvent, utcnow
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """An event sealed and ready to insert."""
+
+    provider: str
+    dedupe_key: str
+    values: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The event's identity: one row per (provider, dedupe key)."""
+        return self.provider, self.dedupe_key
+
+    @property
+    def ready(self) -> bool:
+        """True when the event waits for a worker (it gets an outbox row)."""
+        return self.values["state"] == EventState.RECEIVED.value
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A row's id and whether this batch created it (False: it was already stored)."""
+
+    event_id: int
+    created: bool
+
+
+def prepare_event(event: NewEvent, *, keyring: Keyring) -> EventRow:
+    """Seal an event's delivery record and lay out its column values."""
+    sealed = keyring.seal(
+        json.dumps(event.record).encode(), aad=payload_aad(event.provider, event.dedupe_key)
+    )
+    state = EventState.QUARANTINED if event.parse_error else EventState.RECEIVED
+    return EventRow(
+        provider=event.provider,
+        dedupe_key=event.dedupe_key,
+        values={
+            "provider": event.provider,
+            "dedupe_key": event.dedupe_key,
+            "kind": event.kind,
+            "notification": event.notification,
+            "state": state.value,
+            "session_id": event.session_id,
+            "user_ref": event.user_ref,
+            "received_at": event.received_at,
+            "parse_error": event.parse_error,
+            "key_id": sealed.key_id,
+            "payload_blob": sealed.blob,
+        },
+    )
+
+
+_ARRAY_TYPES = {
+    "provider": "text",
+    "dedupe_key": "text",
+    "kind": "text",
+    "notification": "text",
+    "state": "text",
+    "session_id": "text",
+    "user_ref": "text",
+    "received_at": "timestamptz",
+    "parse_error": "text",
+    "key_id": "text",
+    "payload_blob": "bytea",
+}
+_COLUMNS = ", ".join(_ARRAY_TYPES)
+_POSTGRES_STORE = f"""
+WITH incoming AS (
+    SELECT * FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _ARRAY_TYPES.items())})
+        AS r({_COLUMNS})
+), new_event AS (
+    INSERT INTO inbound_events ({_COLUMNS}, updated_at, attempts)
+    SELECT {_COLUMNS}, %(now)s, 0 FROM incoming
+    ON CONFLICT (provider, dedupe_key) DO NOTHING
+    RETURNING id, provider, dedupe_key, state
+), new_outbox AS (
+    INSERT INTO outbox (event_id, created_at, available_at, attempts)
+    SELECT id, %(now)s, %(now)s, 0 FROM new_event WHERE state = '{EventState.RECEIVED.value}'
+)
+SELECT id, provider, dedupe_key FROM new_event
+"""
+"""PostgreSQL: every row of a batch and their outbox rows in one statement, whatever the batch
+size (one array per column), so the driver prepares it once per connection."""
+
+_POSTGRES_STORED = """
+SELECT id, provider, dedupe_key FROM inbound_events
+WHERE (provider, dedupe_key) IN (SELECT * FROM unnest(%(provider)s::text[], %(key)s::text[]))
+"""
+
+_SQLITE_COLUMNS = (*_ARRAY_TYPES, "updated_at", "attempts")
+_SQLITE_INSERT = (
+    f"INSERT INTO inbound_events ({', '.join(_SQLITE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _SQLITE_COLUMNS)}) "
+    "ON CONFLICT (provider, dedupe_key) DO NOTHING RETURNING id"
+)
+_SQLITE_OUTBOX = (
+    "INSERT INTO outbox (event_id, created_at, available_at, attempts) VALUES (?, ?, ?, 0)"
+)
+_RECEIVED_AT = list(_ARRAY_TYPES).index("received_at")
+_SQLITE_STORED = "SELECT id FROM inbound_events WHERE provider = ? AND dedupe_key = ?"
+
+
+def write_events(
+    connection: Any, rows: Sequence[EventRow], *, dialect: Dialect
+) -> list[StoredEvent]:
+    """Insert the rows not stored yet, with an outbox row for each ready one; one result per row.
+
+    `connection` is a DBAPI connection (psycopg or sqlite3): the hot path skips SQLAlchemy's
+    per-statement work. The caller owns the transaction (on PostgreSQL's autocommit connection
+    the one insert statement is its own). A (provider, dedupe key) already stored, or repeated
+    within `rows`, answers the stored id with `created=False`.
+    """
+    unique = list({row.key: row for row in reversed(rows)}.values())[::-1]
+    cursor = connection.cursor()
+    try:
+        if dialect.name == "postgresql":
+            created = _insert_postgres(cursor, unique)
+        else:
+            created = _insert_sqlite(cursor, unique, _sqlite_datetime(dialect))
+        known = dict(created)
+        missing = [row.key for row in unique if row.key not in known]
+        if missing:
+            known.update(_stored_ids(cursor, missing, dialect.name))
+    finally:
+        cursor.close()
+    first_of: dict[tuple[str, str], int] = {}
+    results = []
+    for index, row in enumerate(rows):
+        first = first_of.setdefault(row.key, index)
+        is_new = row.key in created and first == index
+        results.append(StoredEvent(event_id=known[row.key], created=is_new))
+    return results
+
+
+def _insert_postgres(cursor: Any, rows: list[EventRow]) -> dict[tuple[str, str], int]:
+    params: dict[str, Any] = {name: [row.values[name] for row in rows] for name in _ARRAY_TYPES}
+    params["now"] = utcnow()
+    cursor.execute(_POSTGRES_STORE, params)
+    return {(provider, key): int(event_id) for event_id, provider, key in cursor.fetchall()}
+
+
+def _insert_sqlite(
+    cursor: Any, rows: list[EventRow], as_text: Callable[[datetime], str]
+) -> dict[tuple[str, str], int]:
+    now = as_text(utcnow())
+    created: dict[tuple[str, str], int] = {}
+    ready: list[tuple[int, str, str]] = []
+    for row in rows:
+        values = row.values
+        params = [values[name] for name in _ARRAY_TYPES]
+        params[_RECEIVED_AT] = as_text(values["received_at"])
+        cursor.execute(_SQLITE_INSERT, (*params, now, 0))
+        found = cursor.fetchone()
+        if found is not None:
+            created[row.key] = int(found[0])
+            if row.ready:
+                ready.append((int(found[0]), now, now))
+    if ready:
+        cursor.executemany(_SQLITE_OUTBOX, ready)
+    return created
+
+
+def _stored_ids(
+    cursor: Any, keys: list[tuple[str, str]], dialect: str
+) -> dict[tuple[str, str], int]:
+    """The ids of already stored events, by (provider, dedupe key)."""
+    if dialect == "postgresql":
+        cursor.execute(
+            _POSTGRES_STORED, {"provider": [p for p, _ in keys], "key": [k for _, k in keys]}
+        )
+        return {(p, k): int(i) for i, p, k in cursor.fetchall()}
+    found = {}
+    for key in keys:
+        cursor.execute(_SQLITE_STORED, key)
+        found[key] = int(cursor.fetchone()[0])
+    return found
+
+
+@functools.cache
+def _sqlite_datetime(dialect: Dialect) -> Callable[[datetime], str]:
+    """How the models' UTC datetime columns store a value in SQLite (SQLAlchemy's own format)."""
+    column = InboundEvent.__table__.c.received_at  # type: ignore[attr-defined]
+    return column.type._cached_bind_processor(dialect)  # type: ignore[no-any-return]
