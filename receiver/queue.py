@@ -10,7 +10,11 @@ When Redis is down the request still succeeds: the outbox row stays, and the swe
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 import uuid
+from collections.abc import Callable
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -56,18 +60,88 @@ def enqueue_drain(redis: Redis, queue_name: str) -> str:
 
 def wake_workers(redis: Redis, queue_name: str) -> bool:
     """Make sure a drain job is queued; False (logged) when Redis is unreachable."""
+    if _wake(redis, queue_name):
+        return True
+    log.warning("could not wake workers, the outbox sweeper will")
+    return False
+
+
+WAKE_INTERVAL_SECONDS = 0.02
+"""A receiver process wakes the workers at most this often, however many deliveries it stores."""
+
+
+class Waker:
+    """Wakes the workers from a background thread, off the request path and coalesced.
+
+    `request()` is called after a delivery's transaction committed; the thread then calls
+    `wake_workers` (after that commit, so the wake flag's guarantee holds) once for every request
+    made before it started that call, and at most once per `interval`. A Redis outage costs no
+    request anything: the outbox sweeper wakes the workers for what was committed meanwhile. One
+    warning when Redis stops answering, one line when it answers again.
+    """
+
+    def __init__(
+        self,
+        redis: Callable[[], Redis],
+        queue_name: str,
+        *,
+        interval: float = WAKE_INTERVAL_SECONDS,
+    ) -> None:
+        self._redis, self._queue_name, self._interval = redis, queue_name, interval
+        self._wanted = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._reachable = True
+        self._start_lock = threading.Lock()
+
+    def request(self) -> None:
+        """Ask for a wake-up (returns at once)."""
+        self._wanted.set()
+        if self._pid != os.getpid():
+            self._start()
+
+    def _start(self) -> None:
+        """Start this process's thread (again after a fork: threads do not survive one)."""
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            self._thread = threading.Thread(target=self._run, name="verihook-waker", daemon=True)
+            self._thread.start()
+            self._pid = os.getpid()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            self._wake_once()
+            time.sleep(self._interval)
+
+    def _wake_once(self) -> None:
+        try:
+            reachable = _wake(self._redis(), self._queue_name)
+        except Exception:  # a background thread must outlive any error
+            log.exception("waking the workers failed; the outbox sweeper will")
+            reachable = False
+        if reachable != self._reachable:
+            self._reachable = reachable
+            if reachable:
+                log.info("Redis answers again: workers are woken at once")
+            else:
+                log.warning("Redis unreachable: stored events wait for the outbox sweeper")
+
+
+def _wake(redis: Redis, queue_name: str) -> bool:
+    """`wake_workers` without its per-call warning (the Waker reports state changes)."""
     flag = wake_flag(queue_name)
     try:
-        if not redis.set(flag, "1", nx=True, ex=WAKE_FLAG_TTL_SECONDS):
-            return True
-        try:
-            enqueue_drain(redis, queue_name)
-        except RedisError:
-            redis.delete(flag)
-            raise
+        if redis.set(flag, "1", nx=True, ex=WAKE_FLAG_TTL_SECONDS):
+            try:
+                enqueue_drain(redis, queue_name)
+            except RedisError:
+                redis.delete(flag)
+                raise
         return True
-    except RedisError as exc:
-        log.warning("could not wake workers, the outbox sweeper will: %s", type(exc).__name__)
+    except RedisError:
         return False
 
 

@@ -10,6 +10,8 @@ import uuid
 from flask import Flask, g, has_request_context, jsonify, request
 from flask.wrappers import Response
 
+from receiver.services import get_services
+
 log = logging.getLogger("verihook.access")
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -60,14 +62,15 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        delivery = g.get("delivery")
+        if delivery is None and not log.isEnabledFor(logging.INFO):
+            return response
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info(
-            "%s %s %s %.1fms",
-            request.method,
-            redacted_path(request.path),
-            response.status_code,
-            elapsed_ms,
-        )
+        line = (request.method, redacted_path(request.path), response.status_code, elapsed_ms)
+        if delivery is not None:  # one line per delivery, sampled under load
+            get_services().delivery_log.delivery(line, delivery)
+        else:
+            log.info("%s %s %s %.1fms", *line)
         return response
 
     for handler in logging.getLogger().handlers:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from flask import Flask, current_app
 from redis import Redis
 from sqlalchemy import Engine
 
+from receiver.delivery_log import DeliveryLog
 from receiver.embedded_redis import EmbeddedRedis
+from receiver.event_writer import EventWriter
 from receiver.providers import build_providers
 from receiver.providers.base import Provider
-from receiver.queue import connect
+from receiver.queue import Waker, connect
 from receiver.settings import Settings
 from receiver.store.crypto import Keyring, load_keyring
-from receiver.store.db import make_engine
+from receiver.store.db import make_engine, make_ingest_engine
 
 EXTENSION_KEY = "verihook"
 
@@ -34,6 +39,9 @@ class Services:
     keyring: Keyring
     providers: dict[str, Provider]
     _redis: Redis | None = field(default=None, repr=False)
+    _ingest_engine: Engine | None = field(default=None, repr=False)
+    _ingest: tuple[int, EventWriter, Waker] | None = field(default=None, repr=False)
+    _ingest_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -52,9 +60,49 @@ class Services:
             self._redis = connect(redis_url_for(self.settings))
         return self._redis
 
+    @cached_property
+    def delivery_log(self) -> DeliveryLog:
+        """The receiver's delivery log lines, sampled under load."""
+        return DeliveryLog(self.settings.log_deliveries_per_second)
+
+    @property
+    def event_writer(self) -> EventWriter:
+        """This process's group-committing writer of inbound events (made after any fork)."""
+        return self._ingest_parts()[1]
+
+    @property
+    def waker(self) -> Waker:
+        """This process's coalescing wake-up of the workers (made after any fork)."""
+        return self._ingest_parts()[2]
+
+    def _ingest_parts(self) -> tuple[int, EventWriter, Waker]:
+        parts = self._ingest
+        if parts is None or parts[0] != os.getpid():
+            with self._ingest_lock:
+                parts = self._ingest
+                if parts is None or parts[0] != os.getpid():
+                    if parts is not None and self._ingest_engine is not None:
+                        self._ingest_engine.dispose(close=False)  # the parent's connections
+                    if self._ingest_engine is None:
+                        url = self.engine.url.render_as_string(hide_password=False)
+                        self._ingest_engine = make_ingest_engine(url)
+                    writer = EventWriter(self._ingest_engine)
+                    waker = Waker(lambda: self.redis, self.settings.queue_name)
+                    parts = self._ingest = (os.getpid(), writer, waker)
+        return parts
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's pooled connections without closing them."""
+        self.engine.dispose(close=False)
+        if self._ingest_engine is not None:
+            self._ingest_engine.dispose(close=False)
+        self._redis = None
+
     def close(self) -> None:
         """Release connections."""
         self.engine.dispose()
+        if self._ingest_engine is not None:
+            self._ingest_engine.dispose()
         if self._redis is not None:
             self._redis.close()
 

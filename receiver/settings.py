@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     queue_name: str = "verihook"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     log_level: str = "INFO"
+    log_deliveries_per_second: int = Field(default=100, ge=0)
     apply_batch_size: int = Field(default=200, gt=0)
     apply_max_attempts: int = Field(default=5, gt=0)
     outbox_grace_seconds: float = Field(default=10.0, ge=0)

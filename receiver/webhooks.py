@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, jsonify, redirect, request
+from flask import Blueprint, Response, g, jsonify, redirect, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from receiver.canonical import Source
@@ -15,7 +16,6 @@ from receiver.ingest import IngestResult, Outcome, ingest
 from receiver.metrics import AUTH_FAILURES, DELIVERIES, INGEST_SECONDS, inc
 from receiver.providers import get_provider
 from receiver.providers.base import Delivery, Provider
-from receiver.queue import wake_workers
 from receiver.services import Services, get_services
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,13 @@ def _receive(
         else _ANSWERS.get(answer.status_code, str(answer.status_code))
     )
     inc(DELIVERIES, label, outcome)
+    fields: dict[str, object] = {"provider": label, "outcome": outcome}
     if isinstance(answer, tuple):
         INGEST_SECONDS.labels(label).observe(time.perf_counter() - started)
+        fields["event_id"] = answer[1].event_id
+    if "refusal_reason" in g:
+        fields["reason"] = g.refusal_reason
+    g.delivery = fields  # logged with the request's line (receiver/requests.py)
     return answer
 
 
@@ -106,23 +111,22 @@ def _take_in(
         return _error(413, "body too large")
     try:
         result = ingest(
-            delivery, provider, engine=services.engine, keyring=services.keyring, now=time.time()
+            delivery,
+            provider,
+            engine=services.engine,
+            keyring=services.keyring,
+            writer=services.event_writer,
+            now=time.time(),
         )
     except AuthenticationError as exc:
-        log.info("rejected %s delivery", name, extra={"provider": name, "reason": exc.reason})
+        g.refusal_reason = exc.reason
         inc(AUTH_FAILURES, provider.name, exc.reason)
         return _error(401, "authentication failed")
     except StoreUnavailableError:
         log.error("event store unavailable", extra={"provider": name})
         return _error(503, "store unavailable")
-    log.info(
-        "%s %s delivery",
-        result.outcome,
-        name,
-        extra={"provider": name, "event_id": result.event_id, "outcome": str(result.outcome)},
-    )
     if result.needs_apply:
-        wake_workers(services.redis, services.settings.queue_name)
+        services.waker.request()
     return provider, result
 
 
@@ -134,9 +138,11 @@ def webhook(name: str, segment: str | None = None) -> Response:
     if isinstance(received, Response):
         return received
     _, result = received
-    response = jsonify({"status": result.outcome.value, "event_id": result.event_id})
-    response.status_code = 202 if result.outcome is Outcome.QUARANTINED else 200
-    return response
+    return Response(
+        json.dumps({"status": result.outcome.value, "event_id": result.event_id}) + "\n",
+        status=202 if result.outcome is Outcome.QUARANTINED else 200,
+        mimetype="application/json",
+    )
 
 
 @bp.get("/callbacks/<name>")

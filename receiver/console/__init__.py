@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, Request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from receiver.services import get_services
 from receiver.settings import Settings
@@ -27,10 +28,22 @@ SESSION_HOURS = 12
 """A console sign-in lasts this long (the cookie's signed timestamp is checked)."""
 
 
+class ConsoleSessions(SecureCookieSessionInterface):
+    """The signed session cookie exists only under /console: every other request (each provider
+    delivery) skips building a signer and reading a cookie."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        """A null session outside the console."""
+        if not request.path.startswith(bp.url_prefix or "/console"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def configure(app: Flask, settings: Settings) -> None:
     """Set the session cookie's signing key(s) and attributes on `app`."""
     from receiver.console.secret import secret_keys
 
+    app.session_interface = ConsoleSessions()
     keys = secret_keys(settings)
     app.config[ENABLED_KEY] = bool(keys)
     if keys:
