@@ -40,14 +40,14 @@ demo: venv
 ## bench: every benchmark (a few minutes; not part of `make test`); results in bench/results/
 bench: venv
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
-	$(PY) -m bench.ingest --backend postgresql --seconds 15
-	$(PY) -m bench.ingest --backend sqlite --seconds 15
+	$(PY) -m bench.ingest --backend postgresql --seconds 10 --repeat 3
+	$(PY) -m bench.ingest --backend sqlite --seconds 10 --repeat 3
+	$(PY) -m bench.e2e --backend postgresql --rate-from bench/results/ingest_postgresql.json \
+		--seconds 20 --json bench/results/e2e_postgresql_half.json
 	$(PY) -m bench.apply_throughput --backend postgresql --events 20000 --workers 2
-	$(PY) -m bench.e2e --backend postgresql --rate 200 --seconds 20
-	$(PY) -m bench.e2e --backend postgresql --rate 380 --seconds 20 \
-		--json bench/results/e2e_postgresql_380.json
 	$(PY) -m bench.reconcile --backend postgresql --open 100000 --due 200
 	$(PY) -m bench.import_memory
+	$(PY) -m bench.report
 
 lint: venv
 	$(VENV)/bin/ruff check .

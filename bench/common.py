@@ -48,6 +48,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size in MB: private pages plus this process's share of shared ones
+    (what `smem` reports; from /proc/<pid>/smaps_rollup)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def children(pid: int) -> list[int]:
     """Direct children of a process."""
     try:
@@ -102,20 +111,23 @@ class Stack:
         env.update({"PROMETHEUS_MULTIPROC_DIR": str(self.tmp / "prometheus"), **extra})
         return env
 
-    def gunicorn(self, app: str | None = None) -> str:
-        """Start gunicorn with deploy/gunicorn.conf.py (optionally another app); return its URL."""
+    def gunicorn(self, app: str | None = None, server: str = "shipped") -> str:
+        """Start gunicorn serving verihook (or `app`); return its URL.
+
+        `server` is "shipped" (deploy/gunicorn.conf.py) or "plain" (`gunicorn -w 2 app:app`:
+        gunicorn's defaults, sync workers, as a new user would first try it).
+        """
         port = free_port()
-        args = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(ROOT / "deploy" / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-        ] + ([app] if app else [])
+        env = self.env(VERIHOOK_LOG_LEVEL="INFO")
+        if server == "shipped":
+            config = ["-c", str(ROOT / "deploy" / "gunicorn.conf.py")]
+            target = [app] if app else []
+        else:
+            config, target = ["-w", "2"], [app or "app:app"]
+            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        args = [sys.executable, "-m", "gunicorn", *config, "--bind", f"127.0.0.1:{port}", *target]
         self.web = subprocess.Popen(
-            args, env=self.env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

@@ -24,8 +24,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from bench.common import Stack, children, percentile, rss_mb, write_result
-from bench.ingest import paced
+from bench.common import Stack, children, percentile, pss_mb, rss_mb, write_result
+from bench.ingest import half_rate_of, paced
 from receiver.store.models import InboundEvent, OutboxEntry
 
 
@@ -52,10 +52,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
     parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument(
+        "--rate-from",
+        default=None,
+        help="offer half the shipped receiver's maximum rate recorded in this bench.ingest JSON",
+    )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.rate_from:
+        args.rate = round(half_rate_of(args.rate_from), 1)
     tmp = Path(tempfile.mkdtemp(prefix="verihook-e2e-"))
     with Stack(args.backend, tmp) as stack:
         url = stack.gunicorn()
@@ -82,6 +89,7 @@ def main() -> None:
         memory = {
             "receiver_master_mb": rss_mb(stack.web.pid) if stack.web else 0,
             "receiver_workers_mb": [rss_mb(pid) for pid in web_pids],
+            "receiver_workers_pss_mb": [pss_mb(pid) for pid in web_pids],
             "rq_workers_mb": [rss_mb(w.pid) for w in workers],
         }
         scheduler = stack.start("scheduler")
