@@ -28,9 +28,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     configure_logging(settings.log_level)
     flask_app = Flask("verihook", static_folder=None)
     flask_app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1  # see read_body
-    init_app(flask_app, services or Services.build(settings))
+    services = services or Services.build(settings)
+    init_app(flask_app, services)
     requests.init_app(flask_app)
-    flask_app.register_blueprint(webhooks.bp)
+    webhooks.init_app(flask_app, services)
     flask_app.register_blueprint(api_views.bp)
     flask_app.register_blueprint(api_audit.bp)
     flask_app.register_blueprint(api_events.bp)

@@ -28,20 +28,25 @@ statement stays quick."""
 
 @dataclass
 class _Ticket(Generic[Row, Result]):
-    """One submitted row and, once its batch is written, its result or the batch's error."""
+    """One submitted row and, once its batch is written, its result or the batch's error.
+
+    `wake` is set once: when the row's batch is written, or earlier when its submitter is handed
+    the lead (then `done` is still False)."""
 
     row: Row
+    wake: threading.Event = field(default_factory=threading.Event)
     done: bool = False
     result: Result | None = None
     error: BaseException | None = None
-    batch_size: int = field(default=0)
+    batch_size: int = 0
 
 
 class GroupCommitter(Generic[Row, Result]):
     """Writes rows submitted by concurrent threads in shared batches (see the module docstring).
 
     `write_batch(rows)` must return one result per row, in order, after the transaction holding
-    them committed; if it raises, every row of that batch gets the exception.
+    them committed; if it raises, every row of that batch gets the exception. Each waiting thread
+    is woken once, by its own event: when its row is written, or to lead the next batch.
     """
 
     def __init__(
@@ -54,7 +59,7 @@ class GroupCommitter(Generic[Row, Result]):
             raise ValueError(f"max_batch must be at least 1, not {max_batch!r}")
         self._write_batch = write_batch
         self._max_batch = max_batch
-        self._changed = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._queue: list[_Ticket[Row, Result]] = []
         self._writing = False
 
@@ -64,23 +69,30 @@ class GroupCommitter(Generic[Row, Result]):
         Raises whatever `write_batch` raised for the batch holding `row`.
         """
         ticket: _Ticket[Row, Result] = _Ticket(row)
-        with self._changed:
+        with self._lock:
             self._queue.append(ticket)
-            while True:
-                while self._writing and not ticket.done:
-                    self._changed.wait()
-                if ticket.done:
-                    return self._outcome(ticket)
+            leading = not self._writing
+            self._writing = True
+        if not leading:
+            ticket.wake.wait()
+        while not ticket.done:  # leading: write batches until this row's is written
+            with self._lock:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                self._writing = True
-                self._changed.release()
-                try:
-                    self._write(batch)
-                finally:
-                    self._changed.acquire()
-                    self._writing = False
-                    self._changed.notify_all()
+            try:
+                self._write(batch)
+            finally:
+                if ticket.done:
+                    self._hand_over()
+        return self._outcome(ticket)
+
+    def _hand_over(self) -> None:
+        """Pass the lead to the oldest waiting row's thread, or stand down when none waits."""
+        with self._lock:
+            if self._queue:
+                self._queue[0].wake.set()
+            else:
+                self._writing = False
 
     def _write(self, batch: list[_Ticket[Row, Result]]) -> None:
         """Write one batch (no lock held) and settle its tickets."""
@@ -91,9 +103,11 @@ class GroupCommitter(Generic[Row, Result]):
         except BaseException as exc:  # every waiter must learn the outcome, whatever it was
             for ticket in batch:
                 ticket.error, ticket.done, ticket.batch_size = exc, True, len(batch)
+                ticket.wake.set()
             return
         for ticket, result in zip(batch, results, strict=True):
             ticket.result, ticket.done, ticket.batch_size = result, True, len(batch)
+            ticket.wake.set()
 
     @staticmethod
     def _outcome(ticket: _Ticket[Row, Result]) -> tuple[Result, int]:

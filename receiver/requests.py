@@ -6,8 +6,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterable
+from contextvars import ContextVar
 
-from flask import Flask, g, has_request_context, jsonify, request
+from flask import Flask, g, jsonify, request
 from flask.wrappers import Response
 
 from receiver.services import get_services
@@ -21,14 +23,32 @@ SECRET_PATH = re.compile(r"^(/webhooks/idvapi/)[^/]+")
 """Paths that carry a secret segment, redacted in the access log."""
 
 
+CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("verihook_request_id", default=None)
+"""The id of the request being handled in this thread (set by Flask's hook and by the inbound
+front of receiver/webhooks.py), for log records."""
+
+
 class RequestIdFilter(logging.Filter):
     """Adds the current request's id to every log record made inside a request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Attach `request_id` when there is one."""
-        if has_request_context() and "request_id" in g:
-            record.request_id = g.request_id
+        request_id = CURRENT_REQUEST_ID.get()
+        if request_id is not None:
+            record.request_id = request_id
         return True
+
+
+def request_id_for(given: str) -> str:
+    """The caller's X-Request-ID when it looks like one, else a new id."""
+    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def has_control_characters_in_url(path: str, args: Iterable[tuple[str, str]]) -> bool:
+    """True when the path or a query key or value holds a control character."""
+    return has_control_characters(path) or any(
+        has_control_characters(k) or has_control_characters(v) for k, v in args
+    )
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -49,15 +69,18 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def assign_request_id():  # type: ignore[no-untyped-def]
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
+        g.request_id_token = CURRENT_REQUEST_ID.set(g.request_id)
         g.started = time.perf_counter()
-        if has_control_characters(request.path) or any(
-            has_control_characters(k) or has_control_characters(v)
-            for k, v in request.args.items(multi=True)
-        ):
+        if has_control_characters_in_url(request.path, request.args.items(multi=True)):
             return jsonify({"error": "control characters in the URL"}), 400
         return None
+
+    @app.teardown_request
+    def forget_request_id(_exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            CURRENT_REQUEST_ID.reset(token)
 
     @app.after_request
     def finish(response: Response) -> Response:

@@ -1,14 +1,29 @@
-"""Blueprint for inbound provider traffic: `/webhooks/…` and `/callbacks/…` (DESIGN §3)."""
+"""Inbound provider traffic: `/webhooks/…` and `/callbacks/…` (DESIGN §3).
+
+`take_in` is the whole ingest answer for one request (a werkzeug Request, no Flask globals).
+Two shells call it:
+- `InboundFront`, a WSGI middleware in front of the Flask app, serves `POST /webhooks/<name>` and
+  `POST /webhooks/<name>/<segment>`, the path every provider delivery takes, without Flask's
+  per-request machinery (request context, URL map, hooks): request id, URL check, answer and log
+  line are done here, the same way requests.py does them for every other route;
+- the blueprint's routes: the same webhook URLs when the Flask app is served without the front,
+  and the browser callbacks (`GET /callbacks/<name>`, which redirect).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, redirect, request
+from flask import Blueprint, Flask, g, redirect, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
 
 from receiver.canonical import Source
 from receiver.exceptions import AuthenticationError, StoreUnavailableError, UnknownProviderError
@@ -16,7 +31,14 @@ from receiver.ingest import IngestResult, Outcome, ingest
 from receiver.metrics import AUTH_FAILURES, DELIVERIES, INGEST_SECONDS, inc
 from receiver.providers import get_provider
 from receiver.providers.base import Delivery, Provider
+from receiver.requests import (
+    CURRENT_REQUEST_ID,
+    has_control_characters_in_url,
+    redacted_path,
+    request_id_for,
+)
 from receiver.services import Services, get_services
+from receiver.store.db import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -26,60 +48,8 @@ DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 RETRY_AFTER_SECONDS = "5"
 
-
-def _error(status: int, message: str) -> Response:
-    response = jsonify({"error": message})
-    response.status_code = status
-    if status == 503:
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return response
-
-
-def read_body(limit: int) -> bytes:
-    """The raw body, refusing more than `limit` bytes even when no Content-Length was sent."""
-    body = request.stream.read(limit + 1)  # the app caps the stream at limit + 1 bytes
-    if len(body) > limit:
-        raise RequestEntityTooLarge()
-    return body
-
-
-def _delivery(provider: Provider, source: Source, segment: str | None, limit: int) -> Delivery:
-    path_role = provider.path_segment
-    return Delivery(
-        provider=provider.name,
-        source=source,
-        body=read_body(limit) if source is Source.WEBHOOK else b"",
-        headers=tuple(
-            (k, v) for k, v in request.headers.items() if k.lower() not in DROPPED_HEADERS
-        ),
-        query=tuple(request.args.items(multi=True)),
-        notification=segment if path_role == "notification" else None,
-        received_at=datetime.now(UTC),
-        path_token=segment if path_role == "token" else None,
-    )
-
-
-def _receive(
-    name: str, source: Source, segment: str | None
-) -> Response | tuple[Provider, IngestResult]:
-    started = time.perf_counter()
-    answer = _take_in(name, source, segment)
-    label = name if name in get_services().providers else "unknown"
-    outcome = (
-        answer[1].outcome.value
-        if isinstance(answer, tuple)
-        else _ANSWERS.get(answer.status_code, str(answer.status_code))
-    )
-    inc(DELIVERIES, label, outcome)
-    fields: dict[str, object] = {"provider": label, "outcome": outcome}
-    if isinstance(answer, tuple):
-        INGEST_SECONDS.labels(label).observe(time.perf_counter() - started)
-        fields["event_id"] = answer[1].event_id
-    if "refusal_reason" in g:
-        fields["reason"] = g.refusal_reason
-    g.delivery = fields  # logged with the request's line (receiver/requests.py)
-    return answer
-
+WEBHOOK_PATH = re.compile(r"/webhooks/([^/]+)(?:/([^/]+))?")
+"""The webhook URLs, as the blueprint's rules match them (a segment is anything but '/')."""
 
 _ANSWERS = {
     401: "unauthenticated",
@@ -90,25 +60,88 @@ _ANSWERS = {
 }
 
 
+def json_response(body: dict[str, Any], status: int) -> Response:
+    """A JSON answer (what Flask's jsonify makes, without the app context)."""
+    text = json.dumps(body, separators=(",", ":")) + "\n"
+    response = Response(text, status=status, mimetype="application/json")
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+@dataclass
+class Taken:
+    """What happened to one inbound request: the ingest result or an error answer, and the
+    fields of its log line."""
+
+    provider: Provider | None
+    result: IngestResult | None
+    error: Response | None = None
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+def read_body(req: Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes even when no Content-Length was sent."""
+    body = req.stream.read(limit + 1)  # the stream is capped at limit + 1 bytes
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    return body
+
+
+def _delivery(
+    req: Request, provider: Provider, source: Source, segment: str | None, limit: int
+) -> Delivery:
+    path_role = provider.path_segment
+    return Delivery(
+        provider=provider.name,
+        source=source,
+        body=read_body(req, limit) if source is Source.WEBHOOK else b"",
+        headers=tuple((k, v) for k, v in req.headers.items() if k.lower() not in DROPPED_HEADERS),
+        query=tuple(req.args.items(multi=True)),
+        notification=segment if path_role == "notification" else None,
+        received_at=datetime.now(UTC),
+        path_token=segment if path_role == "token" else None,
+    )
+
+
+def take_in(
+    services: Services, req: Request, name: str, source: Source, segment: str | None
+) -> Taken:
+    """Authenticate, store and count one inbound request; the caller answers and logs."""
+    started = time.perf_counter()
+    taken = _take_in(services, req, name, source, segment)
+    label = name if name in services.providers else "unknown"
+    if taken.result is not None:
+        outcome = taken.result.outcome.value
+        INGEST_SECONDS.labels(label).observe(time.perf_counter() - started)
+        taken.fields["event_id"] = taken.result.event_id
+    else:
+        status = taken.error.status_code if taken.error is not None else 500
+        outcome = _ANSWERS.get(status, str(status))
+    inc(DELIVERIES, label, outcome)
+    taken.fields.update(provider=label, outcome=outcome)
+    return taken
+
+
 def _take_in(
-    name: str, source: Source, segment: str | None
-) -> Response | tuple[Provider, IngestResult]:
-    services: Services = get_services()
+    services: Services, req: Request, name: str, source: Source, segment: str | None
+) -> Taken:
     try:
         provider = get_provider(services.providers, name)
     except UnknownProviderError:
-        return _error(404, "unknown provider")
+        return Taken(None, None, json_response({"error": "unknown provider"}, 404))
     if source not in provider.sources or (segment is not None and provider.path_segment is None):
-        return _error(404, "unknown provider")
+        return Taken(None, None, json_response({"error": "unknown provider"}, 404))
+    limit = services.settings.max_body_bytes
     if source is Source.WEBHOOK:
-        if (request.content_length or 0) > services.settings.max_body_bytes:
-            return _error(413, "body too large")
-        if request.mimetype not in provider.content_types:
-            return _error(415, "unsupported content type")
+        if (req.content_length or 0) > limit:
+            return Taken(provider, None, json_response({"error": "body too large"}, 413))
+        if req.mimetype not in provider.content_types:
+            return Taken(provider, None, json_response({"error": "unsupported content type"}, 415))
     try:
-        delivery = _delivery(provider, source, segment, services.settings.max_body_bytes)
+        delivery = _delivery(req, provider, source, segment, limit)
     except RequestEntityTooLarge:
-        return _error(413, "body too large")
+        return Taken(provider, None, json_response({"error": "body too large"}, 413))
     try:
         result = ingest(
             delivery,
@@ -119,40 +152,120 @@ def _take_in(
             now=time.time(),
         )
     except AuthenticationError as exc:
-        g.refusal_reason = exc.reason
         inc(AUTH_FAILURES, provider.name, exc.reason)
-        return _error(401, "authentication failed")
+        answer = json_response({"error": "authentication failed"}, 401)
+        return Taken(provider, None, answer, {"reason": exc.reason})
     except StoreUnavailableError:
         log.error("event store unavailable", extra={"provider": name})
-        return _error(503, "store unavailable")
+        return Taken(provider, None, json_response({"error": "store unavailable"}, 503))
     if result.needs_apply:
         services.waker.request()
-    return provider, result
+    return Taken(provider, result)
+
+
+def webhook_answer(taken: Taken) -> Response:
+    """200 accepted/duplicate, 202 quarantined, or the error answer."""
+    if taken.error is not None or taken.result is None:
+        return taken.error or json_response({"error": "internal error"}, 500)
+    result = taken.result
+    status = 202 if result.outcome is Outcome.QUARANTINED else 200
+    return json_response({"status": result.outcome.value, "event_id": result.event_id}, status)
+
+
+# ------------------------------------------------------------------------ the Flask routes
 
 
 @bp.post("/webhooks/<name>")
 @bp.post("/webhooks/<name>/<segment>")
 def webhook(name: str, segment: str | None = None) -> Response:
     """A provider webhook: 200 accepted/duplicate, 202 quarantined, or an error."""
-    received = _receive(name, Source.WEBHOOK, segment)
-    if isinstance(received, Response):
-        return received
-    _, result = received
-    return Response(
-        json.dumps({"status": result.outcome.value, "event_id": result.event_id}) + "\n",
-        status=202 if result.outcome is Outcome.QUARANTINED else 200,
-        mimetype="application/json",
-    )
+    taken = take_in(get_services(), request._get_current_object(), name, Source.WEBHOOK, segment)  # type: ignore[attr-defined]
+    g.delivery = taken.fields  # logged with the request's line (receiver/requests.py)
+    return webhook_answer(taken)
 
 
 @bp.get("/callbacks/<name>")
 def callback(name: str) -> Response:
     """A browser redirect from a provider: record it, then send the user to the return URL."""
-    received = _receive(name, Source.CALLBACK, None)
-    if isinstance(received, Response):
-        return received
-    provider, result = received
-    return_url = get_services().settings.provider(provider.name).return_url
+    services = get_services()
+    taken = take_in(services, request._get_current_object(), name, Source.CALLBACK, None)  # type: ignore[attr-defined]
+    g.delivery = taken.fields
+    if taken.result is None or taken.provider is None:
+        return webhook_answer(taken)
+    return_url = services.settings.provider(taken.provider.name).return_url
     if return_url:
-        return redirect(return_url, code=302)
-    return jsonify({"status": result.outcome.value, "event_id": result.event_id})
+        return redirect(return_url, code=302)  # type: ignore[return-value]
+    body = {"status": taken.result.outcome.value, "event_id": taken.result.event_id}
+    return json_response(body, 200)
+
+
+# ------------------------------------------------------------------------ the inbound front
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class InboundFront:
+    """WSGI middleware: provider webhooks served without Flask's request machinery.
+
+    Only `POST /webhooks/<name>[/<segment>]` is taken here; every other request goes on to the
+    Flask app unchanged. The answers, headers, request id and log line are those the Flask route
+    gives (tests/test_inbound_front.py compares the two).
+    """
+
+    def __init__(self, app: Flask, services: Services, downstream: WSGIApp) -> None:
+        self.app, self.services, self.downstream = app, services, downstream
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Serve a webhook, or pass the request on."""
+        if environ.get("REQUEST_METHOD") != "POST" or not environ.get("PATH_INFO", "").startswith(
+            "/webhooks/"
+        ):
+            return self.downstream(environ, start_response)
+        req = Request(environ)
+        match = WEBHOOK_PATH.fullmatch(req.path)
+        if match is None:
+            return self.downstream(environ, start_response)
+        req.max_content_length = self.services.settings.max_body_bytes + 1
+        return self._serve(req, *match.groups())(environ, start_response)
+
+    def _serve(self, req: Request, name: str, segment: str | None) -> Response:
+        started = time.perf_counter()
+        request_id = request_id_for(req.headers.get("X-Request-ID", ""))
+        token = CURRENT_REQUEST_ID.set(request_id)
+        try:
+            fields: dict[str, object] | None = None
+            if has_control_characters_in_url(req.path, req.args.items(multi=True)):
+                response = json_response({"error": "control characters in the URL"}, 400)
+            else:
+                response, fields = self._answer(req, name, segment)
+            response.headers["X-Request-ID"] = request_id
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            line = ("POST", redacted_path(req.path), response.status_code, elapsed_ms)
+            if fields is not None:
+                self.services.delivery_log.delivery(line, fields)
+            else:
+                logging.getLogger("verihook.access").info("%s %s %s %.1fms", *line)
+            return response
+        finally:
+            CURRENT_REQUEST_ID.reset(token)
+
+    def _answer(
+        self, req: Request, name: str, segment: str | None
+    ) -> tuple[Response, dict[str, object] | None]:
+        """As the Flask app's error handlers would: 503 when the store is out of reach, a bare
+        500 for anything unexpected."""
+        try:
+            taken = take_in(self.services, req, name, Source.WEBHOOK, segment)
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("database unavailable: %s", type(exc).__name__)
+            return json_response({"error": "store unavailable"}, 503), None
+        except Exception:
+            log.exception("unhandled error")
+            return json_response({"error": "internal error"}, 500), None
+        return webhook_answer(taken), taken.fields
+
+
+def init_app(app: Flask, services: Services) -> None:
+    """Register the routes and put the inbound front before the Flask app."""
+    app.register_blueprint(bp)
+    app.wsgi_app = InboundFront(app, services, app.wsgi_app)  # type: ignore[method-assign]
