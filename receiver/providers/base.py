@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -190,20 +190,21 @@ def load_json_object(body: bytes) -> dict[str, Any]:
         raise ParseError("body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise ParseError("body is not a JSON object")
-    if _depth(value) > MAX_JSON_DEPTH:
+    if _too_deep(value):
         raise ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
     return value
 
 
-def _depth(value: Any, level: int = 1) -> int:
-    if level > MAX_JSON_DEPTH:
-        return level
-    children: Sequence[Any] = ()
-    if isinstance(value, dict):
-        children = list(value.values())
-    elif isinstance(value, list):
-        children = value
-    return max((_depth(child, level + 1) for child in children), default=level)
+def _too_deep(value: Any) -> bool:
+    """True when a value sits deeper than MAX_JSON_DEPTH (the top object is level 1)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children: Any = item.values() if isinstance(item, dict) else item
+        if level == MAX_JSON_DEPTH and children:
+            return True  # its children would sit one level too deep
+        pending.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
