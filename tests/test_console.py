@@ -185,12 +185,12 @@ def test_backend_token_gets_403_and_a_wrong_token_401(site):  # type: ignore[no-
     client = app.test_client()
     answer = sign_in(client, BACKEND_TOKEN)
     assert answer.status_code == 403 and "operator and auditor" in text(answer)
-    with client.session_transaction() as stored:
+    with client.session_transaction("/console/") as stored:
         assert "digest" not in stored
     assert client.get("/console/").status_code == 302
 
     # a session that names a backend token (it cannot be made by signing in) is refused too
-    with client.session_transaction() as stored:
+    with client.session_transaction("/console/") as stored:
         stored["digest"] = token_digest(BACKEND_TOKEN)
     assert client.get("/console/").status_code == 403
     assert client.get("/console/events").status_code == 403
@@ -199,7 +199,7 @@ def test_backend_token_gets_403_and_a_wrong_token_401(site):  # type: ignore[no-
         client = app.test_client()
         answer = sign_in(client, wrong)
         assert answer.status_code == 401 and "That token is not valid" in text(answer), wrong
-        with client.session_transaction() as stored:
+        with client.session_transaction("/console/") as stored:
             assert "digest" not in stored
         assert client.get("/console/").status_code == 302
 
@@ -216,7 +216,7 @@ def test_a_revoked_token_loses_access_at_its_next_request(site, engine):  # type
     assert answer.status_code == 302
     assert parse_qs(urlsplit(answer.headers["Location"]).query)["ended"] == ["1"]
     assert "no longer valid" in text(client.get(answer.headers["Location"]))
-    with client.session_transaction() as stored:
+    with client.session_transaction("/console/") as stored:
         assert "digest" not in stored
     assert client.get("/console/").status_code == 302
     assert sign_in(app.test_client(), token).status_code == 401
@@ -252,7 +252,7 @@ def test_posts_without_the_sessions_csrf_token_are_400(site, make_services):  # 
     for data in ({"token": OPERATOR_TOKEN}, {"token": OPERATOR_TOKEN, "csrf_token": "forged"}):
         answer = client.post("/console/sign-in", data=data)
         assert answer.status_code == 400 and "security token" in text(answer)
-    with client.session_transaction() as stored:
+    with client.session_transaction("/console/") as stored:
         assert "digest" not in stored
 
     operator = signed_in(app)
