@@ -44,6 +44,8 @@ bench: venv
 	$(PY) -m bench.ingest --backend sqlite --seconds 10 --repeat 3
 	$(PY) -m bench.e2e --backend postgresql --rate-from bench/results/ingest_postgresql.json \
 		--seconds 20 --json bench/results/e2e_postgresql_half.json
+	$(PY) -m bench.profile_ingest --backend postgresql > bench/results/ingest_profile_postgresql.txt
+	$(PY) -m bench.profile_ingest --backend sqlite > bench/results/ingest_profile_sqlite.txt
 	$(PY) -m bench.apply_throughput --backend postgresql --events 20000 --workers 2
 	$(PY) -m bench.reconcile --backend postgresql --open 100000 --due 200
 	$(PY) -m bench.import_memory

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 import subprocess
 import sys
 import time
@@ -70,7 +71,7 @@ class Stack:
 
     def __init__(self, backend: str, tmp: Path, **overrides: Any) -> None:
         self.backend, self.tmp, self.overrides = backend, tmp, overrides
-        self.web_workers = 1 if backend == "sqlite" else multiprocessing.cpu_count() * 2 + 1
+        self.web_workers = 2 if backend == "sqlite" else multiprocessing.cpu_count() * 2 + 1
         self.processes: list[subprocess.Popen[bytes]] = []
         self.web: subprocess.Popen[bytes] | None = None
 
@@ -109,6 +110,9 @@ class Stack:
         """Environment for a child process configured like this stack."""
         env = settings_env(self.settings)
         env.update({"PROMETHEUS_MULTIPROC_DIR": str(self.tmp / "prometheus"), **extra})
+        for sizing in ("VERIHOOK_WEB_WORKERS", "VERIHOOK_WEB_THREADS"):  # to try other sizes
+            if sizing in os.environ:
+                env[sizing] = os.environ[sizing]
         return env
 
     def gunicorn(self, app: str | None = None, server: str = "shipped") -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import click
-from rq import SimpleWorker
 
 from receiver.cli import services_or_exit
 from receiver.exceptions import VerihookError
@@ -45,7 +44,9 @@ def worker(burst: bool) -> None:
         f"applied {stats['applied']}, superseded {stats['superseded']}, "
         f"quarantined {stats['quarantined']}, failed {stats['failed']}"
     )
-    SimpleWorker([queue], connection=services.redis).work(burst=True, with_scheduler=True)
+    from reconciler.worker_loop import PromptWorker
+
+    PromptWorker([queue], connection=services.redis).work(burst=True, with_scheduler=True)
 
 
 @click.command()

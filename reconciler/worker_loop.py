@@ -68,7 +68,31 @@ class StopFlag:
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
-class VerihookWorker(SimpleWorker):
+PUBSUB_POLL_SECONDS = 1.0
+"""How long RQ's command-channel thread waits for a message before it checks whether to stop."""
+
+
+class PromptWorker(SimpleWorker):
+    """RQ's `SimpleWorker`, whose command-channel thread looks up every second.
+
+    RQ's own thread waits up to 60 s (for a message, or for the subscription when the worker
+    stops before it was confirmed) and `unsubscribe` joins it, so a stopping worker (a burst run
+    ending, SIGTERM) could take a minute to exit.
+    """
+
+    def subscribe(self) -> None:
+        """RQ's subscribe, with a thread that waits at most PUBSUB_POLL_SECONDS at a time."""
+        self.log.debug("Worker %s: subscribing to %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_POLL_SECONDS,
+            daemon=True,
+            exception_handler=self._pubsub_exception_handler,
+        )
+
+
+class VerihookWorker(PromptWorker):
     """A `SimpleWorker` that reports a stop request to its `StopFlag` and remembers the error
     that ended its work loop (`loop_error`)."""
 
