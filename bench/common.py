@@ -71,7 +71,7 @@ class Stack:
 
     def __init__(self, backend: str, tmp: Path, **overrides: Any) -> None:
         self.backend, self.tmp, self.overrides = backend, tmp, overrides
-        self.web_workers = 2 if backend == "sqlite" else multiprocessing.cpu_count() * 2 + 1
+        self.web_workers = 2 if backend == "sqlite" else multiprocessing.cpu_count()
         self.processes: list[subprocess.Popen[bytes]] = []
         self.web: subprocess.Popen[bytes] | None = None
 

@@ -20,14 +20,16 @@ import shutil
 
 wsgi_app = "app:app"
 bind = os.environ.get("VERIHOOK_BIND", "127.0.0.1:8000")
-# SQLite (the embedded default) has a single writer: processes take turns through a file lock
-# (receiver/store/db.sqlite_write_lock), each committing its threads' deliveries as one batch.
-# Two processes keep that writer busy while the other parses and verifies (bench: 2,350 vs
-# 1,206 deliveries/s for one); more only queue on the lock.
+# Processes: one per CPU, not gunicorn's 2 × CPUs + 1. Deliveries on one process's threads share
+# a commit, so more processes only mean smaller batches, more memory and more database
+# connections (bench.ingest, PostgreSQL on 2 CPUs: 2 processes 1,336 deliveries/s, 5 processes
+# 1,369, medians of 3; the noise here is ±30%). SQLite (the embedded default) has a
+# single writer: processes take turns through a file lock (receiver/store/db.sqlite_write_lock);
+# two keep it busy while the other parses and verifies (2,350 vs 1,206 deliveries/s for one),
+# more only queue on the lock.
 _sqlite = os.environ.get("VERIHOOK_DATABASE_URL", "sqlite:").startswith("sqlite:")
-_default_workers = (
-    min(2, multiprocessing.cpu_count()) if _sqlite else multiprocessing.cpu_count() * 2 + 1
-)
+_cpus = multiprocessing.cpu_count()
+_default_workers = min(2, _cpus) if _sqlite else _cpus
 workers = int(os.environ.get("VERIHOOK_WEB_WORKERS", _default_workers))
 worker_class = "gthread"
 threads = int(os.environ.get("VERIHOOK_WEB_THREADS", "8" if _sqlite else "4"))
