@@ -14,36 +14,14 @@ import httpx
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from receiver.store.db import transaction
-from reconciler.audit import AuditDraft, append_audit
 from reconciler.audit_watch import AuditWatch
 from tests.support.processes import settings_env, verihook
 from tests.support.redis_server import free_port
+from tests.test_audit import insert_entries
 
 SUCCESS = "verihook_audit_verify_last_success_timestamp_seconds"
 FAILURE = "verihook_audit_verify_last_failure_timestamp_seconds"
 ENTRIES = "verihook_audit_verified_entries"
-
-
-def append(engine, n: int, tag: str) -> None:  # type: ignore[no-untyped-def]
-    """Append n real entries to the chain."""
-    drafts = [
-        AuditDraft(
-            actor="test",
-            source="webhook",
-            subject="session",
-            provider="contiguity",
-            session_id=f"vs_{tag}_{i}",
-            user_ref=f"user-{tag}-{i}",
-            previous_status="processing",
-            new_status="verified",
-            decided_by="auto",
-            event_id=i,
-        )
-        for i in range(n)
-    ]
-    with transaction(engine) as session:
-        append_audit(session, drafts)
 
 
 def tamper(engine, seq: int) -> None:  # type: ignore[no-untyped-def]
@@ -62,18 +40,18 @@ def gauge(name: str) -> float:
 
 def test_incremental_runs_cover_new_entries_and_the_full_run_finds_old_edits(engine):  # type: ignore[no-untyped-def]
     watch = AuditWatch(engine, full_every_seconds=3600)
-    append(engine, 5, "a")
+    insert_entries(engine, 5)
     before = time.time()
     first = watch.run()  # nothing verified yet: in full
     assert (first.ok, first.entries) == (True, 5) and watch.last_full is not None
     assert before <= gauge(SUCCESS) <= time.time() and gauge(ENTRIES) == 5
 
-    append(engine, 3, "b")
+    insert_entries(engine, 3)
     second = watch.run()
     assert (second.ok, second.entries) == (True, 8) and watch.verified == (8, second.head)
 
     tamper(engine, 2)  # an old entry: incremental runs do not walk it again
-    append(engine, 1, "c")
+    insert_entries(engine, 1)
     assert watch.run().ok and gauge(ENTRIES) == 9
 
     watch.last_full = time.monotonic() - 3601  # the daily full verification is due
@@ -88,7 +66,7 @@ def test_incremental_runs_cover_new_entries_and_the_full_run_finds_old_edits(eng
 
 def test_an_incremental_run_catches_a_changed_anchor_and_a_bad_new_entry(engine):  # type: ignore[no-untyped-def]
     watch = AuditWatch(engine, full_every_seconds=3600)
-    append(engine, 4, "a")
+    insert_entries(engine, 4)
     assert watch.run().ok
     tamper(engine, 4)  # the entry the next run is anchored on
     anchored = watch.run()
@@ -100,7 +78,7 @@ def test_an_incremental_run_catches_a_changed_anchor_and_a_bad_new_entry(engine)
 
     fresh = AuditWatch(engine, full_every_seconds=3600, verified=(3, anchored_hash(engine, 3)))
     fresh.last_full = time.monotonic()
-    append(engine, 2, "b")
+    insert_entries(engine, 2)
     report = fresh.run()  # incremental from seq 3: walks 4 (edited), 5, 6
     assert (report.ok, report.first_bad) == (False, 4)
 
@@ -113,7 +91,7 @@ def anchored_hash(engine, seq: int) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_the_scheduler_leader_verifies_and_exports_it(services):  # type: ignore[no-untyped-def]
-    append(services.engine, 3, "s")
+    insert_entries(services.engine, 3)
     port = free_port()
     env = settings_env(services.settings) | {
         "VERIHOOK_HEALTH_BIND": f"127.0.0.1:{port}",

@@ -235,6 +235,20 @@ def test_the_dashboard_has_no_dead_panels(exported: set[str]) -> None:
         assert wanted in shown, wanted
 
 
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each query, written as a recording rule."""
+    rules = [
+        {"record": f"verihook_dashboard:query_{i}", "expr": expr}
+        for i, (_, expr) in enumerate(dashboard_exprs())
+    ]
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = subprocess.run(
+        [promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_the_rules_and_their_tests_name_only_exported_metrics(exported: set[str]) -> None:
     named = {name for rule in alerts() for name in METRIC.findall(rule["expr"])}
     for case in rule_tests():

@@ -11,12 +11,14 @@ answer ready throughout, and every event is applied once Redis is back, with no 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from subprocess import Popen
+from pathlib import Path
+from subprocess import STDOUT, Popen, TimeoutExpired
 
 import httpx
 import pytest
@@ -27,7 +29,8 @@ from app import create_app
 from receiver.health_server import Heartbeat, start_health_server
 from receiver.store.models import InboundEvent, ObservationRecord, OutboxEntry, VerificationSession
 from tests.support import signing
-from tests.support.processes import settings_env, verihook
+from tests.support.flow import send_contiguity
+from tests.support.processes import ROOT, settings_env
 from tests.support.redis_server import RedisServer, free_port
 from tests.test_ingest_processes import gunicorn
 
@@ -65,15 +68,7 @@ def test_a_receiver_without_redis_is_ready_degraded_and_accepts(make_services, d
         "role": "web",
         "checks": {"database": True, "migrations": True, "redis": "degraded"},
     }
-    body = signing.contiguity_event("verified", f"vs_{uuid.uuid4().hex[:8]}")
-    answer = client.post(
-        "/webhooks/contiguity",
-        data=body,
-        headers={
-            "Content-Type": "application/json",
-            "Contiguity-Signature": signing.contiguity_header(body),
-        },
-    )
+    answer = send_contiguity(client, signing.contiguity_event("verified", f"vs_{uuid.uuid4().hex}"))
     assert answer.status_code == 200 and answer.get_json()["status"] == "accepted"
 
 
@@ -189,15 +184,28 @@ def settled(engine, sessions: list[str]) -> bool:  # type: ignore[no-untyped-def
     return waiting == 0 and applied == len(sessions)
 
 
+def start(role: str, env: dict[str, str], logs: Path) -> Popen[bytes]:
+    """`verihook ROLE` as a child, its output in a file (a pipe nobody reads could fill up while
+    it logs the outage)."""
+    with (logs / f"{role}.log").open("wb") as log:
+        return Popen(
+            [sys.executable, "-c", "from app import main; main()", role],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=STDOUT,
+        )
+
+
 def stop(process: Popen[bytes]) -> None:
-    """SIGTERM a child we started, then wait for it."""
+    """SIGTERM a child we started, then wait for it (kill it after 30 s)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:
-        process.communicate(timeout=30)
-    except Exception:
+        process.wait(timeout=30)
+    except TimeoutExpired:
         process.kill()
-        process.communicate(timeout=10)
+        process.wait(timeout=10)
 
 
 def test_receivers_stay_ready_and_accept_through_a_redis_outage(  # type: ignore[no-untyped-def]
@@ -210,7 +218,8 @@ def test_receivers_stay_ready_and_accept_through_a_redis_outage(  # type: ignore
         ports = {role: free_port() for role in ("worker", "scheduler")}
         env = settings_env(services.settings)
         for role, port in ports.items():
-            children.append(verihook(role, env=env | {"VERIHOOK_HEALTH_BIND": f"127.0.0.1:{port}"}))
+            bind = {"VERIHOOK_HEALTH_BIND": f"127.0.0.1:{port}"}
+            children.append(start(role, env | bind, tmp_path))
         health = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
         receivers = 1 if backend == "sqlite" else 2
         with gunicorn(services, tmp_path, "shipped", workers=receivers) as (url, _):
