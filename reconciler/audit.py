@@ -178,17 +178,17 @@ def verify_chain(
 ) -> ChainReport:
     """Verify the stored chain, streaming it in seq order, against its head row.
 
-    With `after` = (seq, hash) of an entry an earlier verification passed, only that entry's
-    hash and the entries after it are checked (an incremental verification).
+    With `after` = (seq, hash) of an entry an earlier verification passed, only that entry (its
+    hash unchanged, its content matching it) and the entries after it are checked (an
+    incremental verification).
     """
     head = session.get(AuditHead, 1)
     start = after or (0, GENESIS_HASH)
-    if start[0] > 0:
-        anchor = session.execute(
-            select(AuditEntry.entry_hash).where(AuditEntry.seq == start[0])
-        ).scalar()
-        if anchor != start[1]:
+    if start[0] > 0:  # walk again from the anchor itself: its hash and its content
+        anchor = session.execute(select(AuditEntry).where(AuditEntry.seq == start[0])).scalar()
+        if anchor is None or anchor.entry_hash != start[1]:
             return ChainReport(False, start[0], start[1], start[0], "a verified entry changed")
+        start = (start[0] - 1, anchor.prev_hash)
     result = session.execute(
         select(AuditEntry)
         .where(AuditEntry.seq > start[0])
