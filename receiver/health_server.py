@@ -5,7 +5,9 @@ Orchestrators need a liveness probe for them, and their metrics (apply latency a
 polls, heals, leadership) must be scrapable where they run: on another machine than the
 receivers, no shared PROMETHEUS_MULTIPROC_DIR brings them to the receivers' `/metrics`.
 The endpoints are the receiver's own (receiver/health.py). `/healthz` answers 503 when the
-process's loop has not beaten for `VERIHOOK_HEALTH_MAX_AGE_SECONDS` (a wedged loop).
+process's loop has not beaten for `VERIHOOK_HEALTH_MAX_AGE_SECONDS` (a wedged loop); `/readyz`
+answers 503 while Redis is out of reach (a worker or scheduler does nothing without it).
+Each beat also sets `verihook_heartbeat_timestamp_seconds{role}` for the alert rules.
 """
 
 from __future__ import annotations
@@ -19,20 +21,29 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from receiver import health
 from receiver.exceptions import ConfigurationError
+from receiver.metrics import HEARTBEAT
 from receiver.services import Services, init_app
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """When a process's main loop last made progress (monotonic clock)."""
+    """When a process's main loop last made progress (monotonic clock).
 
-    def __init__(self) -> None:
-        self._last = time.monotonic()
+    With a `role` (`worker`, `scheduler`) every beat is also exported as
+    `verihook_heartbeat_timestamp_seconds{role}` (wall clock).
+    """
+
+    def __init__(self, role: str | None = None) -> None:
+        self.role = role
+        self._gauge = HEARTBEAT.labels(role) if role else None
+        self.beat()
 
     def beat(self) -> None:
         """The loop made progress now."""
         self._last = time.monotonic()
+        if self._gauge is not None:
+            self._gauge.set(time.time())
 
     def age(self) -> float:
         """Seconds since the last beat."""
@@ -61,6 +72,7 @@ def start_health_server(services: Services, heartbeat: Heartbeat) -> BaseWSGISer
     app = Flask("verihook-health", static_folder=None)
     init_app(app, services)
     app.extensions[health.HEARTBEAT_KEY] = heartbeat
+    app.extensions[health.ROLE_KEY] = heartbeat.role or "worker"  # never the web role
     app.register_blueprint(health.bp)
     server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="health-http", daemon=True)

@@ -41,7 +41,7 @@ DELIVERIES = Counter(
     "verihook_deliveries_total",
     "Inbound deliveries by provider and answer "
     "(accepted, duplicate, quarantined, unauthenticated, too_large, "
-    "unsupported_type, unknown_provider, unavailable)",
+    "unsupported_type, unknown_provider, unavailable, error)",
     ["provider", "answer"],
 )
 AUTH_FAILURES = Counter(
@@ -79,6 +79,32 @@ NOTIFICATION_ATTEMPTS = Counter(
 LEADER = Gauge(
     "verihook_scheduler_leader",
     "1 while this scheduler instance holds the lead",
+    multiprocess_mode="max",
+)
+NOTIFICATIONS_EXHAUSTED = Counter(
+    "verihook_notifications_exhausted_total",
+    "Backend notifications that used up their attempts and stay failed (resend by hand)",
+)
+HEARTBEAT = Gauge(
+    "verihook_heartbeat_timestamp_seconds",
+    "Unix time of this role's last sign of progress (worker: its loop went round; scheduler: "
+    "a tick or lock heartbeat; web: a scrape answered)",
+    ["role"],
+    multiprocess_mode="max",
+)
+AUDIT_VERIFY_SUCCESS = Gauge(
+    "verihook_audit_verify_last_success_timestamp_seconds",
+    "Unix time of the scheduler leader's last audit chain verification that passed",
+    multiprocess_mode="max",
+)
+AUDIT_VERIFY_FAILURE = Gauge(
+    "verihook_audit_verify_last_failure_timestamp_seconds",
+    "Unix time of the scheduler leader's last audit chain verification that found a break",
+    multiprocess_mode="max",
+)
+AUDIT_VERIFY_ENTRIES = Gauge(
+    "verihook_audit_verified_entries",
+    "Audit entries covered by the last verification that passed (the chain's length then)",
     multiprocess_mode="max",
 )
 

@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     console_secret: SecretStr | None = None
     health_bind: str | None = None
     health_max_age_seconds: float = Field(default=180.0, gt=0)
+    audit_verify_seconds: float = Field(default=300.0, gt=0)
+    audit_full_verify_seconds: float = Field(default=86_400.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

@@ -258,11 +258,17 @@ class InboundFront:
             taken = take_in(self.services, req, name, Source.WEBHOOK, segment)
         except UNAVAILABLE_ERRORS as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
+            self._count(name, "unavailable")
             return json_response({"error": "store unavailable"}, 503), None
         except Exception:
             log.exception("unhandled error")
+            self._count(name, "error")
             return json_response({"error": "internal error"}, 500), None
         return webhook_answer(taken), taken.fields
+
+    def _count(self, name: str, answer: str) -> None:
+        """Count an answer that take_in did not reach (the 5xx rate alert reads them)."""
+        inc(DELIVERIES, name if name in self.services.providers else "unknown", answer)
 
 
 def init_app(app: Flask, services: Services) -> None:

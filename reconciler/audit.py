@@ -134,9 +134,19 @@ class ChainReport:
     problem: str | None = None
 
 
-def verify_entries(entries: Iterator[AuditEntry], head: AuditHead | None) -> ChainReport:
-    """Walk entries in seq order; report the first one that does not chain (pure)."""
-    prev, expected_seq, count = GENESIS_HASH, 1, 0
+def verify_entries(
+    entries: Iterator[AuditEntry],
+    head: AuditHead | None,
+    *,
+    after: tuple[int, str] = (0, GENESIS_HASH),
+) -> ChainReport:
+    """Walk entries in seq order; report the first one that does not chain (pure).
+
+    `after` is (seq, hash) of the entry the walk continues from (the genesis by default); the
+    report's `entries` counts the chain up to the last entry walked.
+    """
+    last_seq, prev = after
+    expected_seq, count = last_seq + 1, last_seq
     for entry in entries:
         count += 1
         if entry.seq != expected_seq:
@@ -163,14 +173,30 @@ def verify_entries(entries: Iterator[AuditEntry], head: AuditHead | None) -> Cha
     return ChainReport(True, count, prev)
 
 
-def verify_chain(session: Session, batch: int = 1000) -> ChainReport:
-    """Verify the whole stored chain, streaming it in seq order, against its head row."""
+def verify_chain(
+    session: Session, batch: int = 1000, *, after: tuple[int, str] | None = None
+) -> ChainReport:
+    """Verify the stored chain, streaming it in seq order, against its head row.
+
+    With `after` = (seq, hash) of an entry an earlier verification passed, only that entry (its
+    hash unchanged, its content matching it) and the entries after it are checked (an
+    incremental verification).
+    """
     head = session.get(AuditHead, 1)
+    start = after or (0, GENESIS_HASH)
+    if start[0] > 0:  # walk again from the anchor itself: its hash and its content
+        anchor = session.execute(select(AuditEntry).where(AuditEntry.seq == start[0])).scalar()
+        if anchor is None or anchor.entry_hash != start[1]:
+            return ChainReport(False, start[0], start[1], start[0], "a verified entry changed")
+        start = (start[0] - 1, anchor.prev_hash)
     result = session.execute(
-        select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=batch)
+        select(AuditEntry)
+        .where(AuditEntry.seq > start[0])
+        .order_by(AuditEntry.seq)
+        .execution_options(yield_per=batch)
     )
     try:
-        report = verify_entries(iter(result.scalars()), head)
+        report = verify_entries(iter(result.scalars()), head, after=start)
     finally:
         result.close()  # an early verdict leaves PostgreSQL's server-side cursor open
     if report.ok and head is None and report.entries:

@@ -36,7 +36,7 @@ def worker(burst: bool) -> None:
     if not burst:
         from reconciler.worker_loop import run_worker
 
-        heartbeat = Heartbeat()
+        heartbeat = Heartbeat("worker")
         serve_health(services, heartbeat)
         sys.exit(run_worker(services, heartbeat=heartbeat))
     stats = jobs.apply_ready_events()
@@ -77,7 +77,7 @@ def scheduler() -> None:
 
     services = services_or_exit()
     configure_logging(services.settings.log_level)
-    heartbeat = Heartbeat()
+    heartbeat = Heartbeat("scheduler")
     serve_health(services, heartbeat)
     run_scheduler(services, heartbeat)
 

@@ -28,7 +28,7 @@ from sqlmodel import col
 
 from receiver.canonical import utc
 from receiver.exceptions import ConfigurationError
-from receiver.metrics import NOTIFICATION_ATTEMPTS, inc
+from receiver.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATIONS_EXHAUSTED, inc
 from receiver.services import Services
 from receiver.signatures import sign_standard_webhook
 from receiver.store.db import transaction
@@ -264,6 +264,8 @@ def _record(
             n.next_attempt_at = now + timedelta(seconds=delay)
         session.add(n)
     inc(NOTIFICATION_ATTEMPTS, "delivered" if error is None else "failed")
+    if n.state == FAILED:
+        inc(NOTIFICATIONS_EXHAUSTED)
     log.log(
         logging.INFO if error is None else logging.WARNING,
         "notification %s: attempt %s %s",

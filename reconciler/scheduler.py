@@ -13,7 +13,7 @@ import signal
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -27,6 +27,7 @@ from receiver.queue import wake_workers
 from receiver.services import Services
 from receiver.store.models import VerificationSession, utcnow
 from reconciler import notify
+from reconciler.audit_watch import AuditWatch
 from reconciler.leader import LeaderLock
 from reconciler.planner import Action, decide
 from reconciler.policies import policies
@@ -115,7 +116,8 @@ class Reconciler:
 
 
 def run_scheduler(services: Services, alive: Heartbeat | None = None) -> None:
-    """Run forever: heartbeat the leader lock, tick and sweep while leader.
+    """Run forever: heartbeat the leader lock; while leader tick, sweep, purge and verify the
+    audit chain (reconciler/audit_watch.py).
 
     `alive` (the `/healthz` of receiver/health_server.py) beats after every finished tick while
     leader, and at every lock heartbeat while follower: a leader whose tick hangs stops beating.
@@ -178,6 +180,15 @@ def run_scheduler(services: Services, alive: Heartbeat | None = None) -> None:
         as_leader(machinery.sweep),
         "interval",
         seconds=settings.scheduler_sweep_seconds,
+        max_instances=1,
+        coalesce=True,
+    )
+    audit_watch = AuditWatch(services.engine, settings.audit_full_verify_seconds)
+    scheduler.add_job(
+        as_leader(audit_watch.run),
+        "interval",
+        seconds=settings.audit_verify_seconds,
+        next_run_time=now + timedelta(seconds=settings.leader_lock_seconds),
         max_instances=1,
         coalesce=True,
     )

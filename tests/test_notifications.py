@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client import REGISTRY
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
@@ -214,11 +215,14 @@ def test_exhausted_delivery_is_failed_visible_and_resendable(
     doomed = rows(engine, user)[0]
     receiver.fail_id(doomed.webhook_id)  # until healed
     change_status(client, notifying, "verified", user, T0 + 10)
+    exhausted = "verihook_notifications_exhausted_total"
+    exhausted_before = REGISTRY.get_sample_value(exhausted) or 0.0
     for _ in range(3):
         notify.deliver_user_notifications(user, backoff_base=0, max_attempts=3)
 
     failed, later = rows(engine, user)
     assert (failed.state, failed.attempts, failed.last_error) == ("failed", 3, "HTTP 500")
+    assert REGISTRY.get_sample_value(exhausted) == exhausted_before + 1  # the alert's counter
     assert later.state == "delivered"  # an exhausted one no longer holds the line
 
     monkeypatch.setattr(notify_cli, "services_or_exit", lambda: notifying)

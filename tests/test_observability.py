@@ -47,14 +47,15 @@ def test_healthz_and_readyz(client):  # type: ignore[no-untyped-def]
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["checks"] == {"database": True, "migrations": True, "redis": True}
+    assert ready.get_json()["role"] == "web"
 
 
-def test_readyz_is_503_without_redis_or_schema(make_services, tmp_path):  # type: ignore[no-untyped-def]
+def test_readyz_without_redis_is_degraded_and_without_schema_503(make_services, tmp_path):  # type: ignore[no-untyped-def]
     dead = RedisServer().start()
     dead.kill()
     client = create_app(services=make_services(redis_url=dead.url)).test_client()
     answer = client.get("/readyz")
-    assert answer.status_code == 503 and answer.get_json()["checks"]["redis"] is False
+    assert answer.status_code == 200 and answer.get_json()["checks"]["redis"] == "degraded"
     services = make_services()
     services.engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     answer = create_app(services=services).test_client().get("/readyz")

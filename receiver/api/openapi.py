@@ -276,7 +276,15 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "status": {"type": "string", "enum": ["ready", "not ready"]},
-            "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
+            "role": {"type": "string", "enum": ["web", "worker", "scheduler"]},
+            "checks": {
+                "type": "object",
+                "description": "database, migrations, redis: true when fine, false when failing;"
+                ' the web role reports an unreachable Redis as "degraded" and stays ready',
+                "additionalProperties": {
+                    "oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["degraded"]}]
+                },
+            },
         },
     },
 }
@@ -425,7 +433,7 @@ DOCS: dict[str, Doc] = {
         responses={200: json_response("Alive", ref("Health"))},
     ),
     "health.readyz": Doc(
-        summary="Ready: database at the newest schema and Redis reachable",
+        summary="Ready: database at the newest schema (workers and the scheduler: and Redis)",
         tag="health",
         responses={
             200: json_response("Ready", ref("Ready")),
