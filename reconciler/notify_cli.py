@@ -9,6 +9,7 @@ from sqlmodel import col
 from receiver.cli import services_or_exit
 from receiver.store.db import transaction
 from receiver.store.ledger_models import Notification
+from receiver.terminal import echo, safe
 from reconciler import notify
 
 COLUMNS = ("id", "user_ref", "state", "attempts", "last_error", "created")
@@ -41,17 +42,17 @@ def list_notifications(state: str | None, user_ref: str | None, limit: int) -> N
         rows = [
             (
                 str(n.id),
-                n.user_ref,
+                safe(n.user_ref),
                 n.state,
                 str(n.attempts),
-                n.last_error or "",
+                safe(n.last_error or ""),
                 n.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             )
             for n in session.execute(query).scalars()
         ]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(COLUMNS)]
     for line in [COLUMNS, *rows]:
-        click.echo(
+        echo(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
     if not rows:
