@@ -185,7 +185,8 @@ def test_unknown_provider_or_route_is_404(client, engine, method, path):  # type
         },
     )
     assert answer.status_code == 404
-    assert answer.get_json() == {"error": "unknown provider"}
+    if path != "/webhooks/":  # no provider named at all: the app's plain 404
+        assert answer.get_json() == {"error": "unknown provider"}
     assert count_events(engine) == 0
 
 
