@@ -64,7 +64,8 @@ COMMAND_HELP = {
     "up": "Run receiver, worker and scheduler together (embedded Redis and SQLite by default).",
     "web": "Serve the receiver with gunicorn.",
     "worker": "Run an RQ worker that applies stored events (and delivers notifications).",
-    "scheduler": "Run the scheduler: polls due sessions and sweeps the outbox while it leads.",
+    "scheduler": "Run the scheduler: polls due sessions and sweeps the outbox while it holds the "
+    "lead.",
     "db": "Database schema commands.",
     "outbox": "The outbox of events waiting for a worker.",
     "events": "Stored inbound events: list them, show one, replay one.",
@@ -72,11 +73,12 @@ COMMAND_HELP = {
     "sessions": "Verification sessions: list them, reconcile one now.",
     "notifications": "Notifications of user-status changes sent to the product backend.",
     "audit": "The hash-chained audit history of every status change.",
-    "tokens": "API and console tokens.",
+    "tokens": "API tokens for the backend, operators and auditors.",
     "keys": "Encryption keys.",
     "purge": "Purge raw deliveries and personal details older than the retention period.",
     "users": "User records.",
-    "simulate": "Run a provider simulator on 127.0.0.1.",
+    "simulate": "Run a provider simulator (contiguity, docverify, idvapi, idenfy, nevis) on "
+    "127.0.0.1.",
     "demo": "Run the five simulators under chaos against real verihook processes, then report.",
 }
 """The summary `verihook --help` shows per command (a test keeps it equal to each command's)."""
