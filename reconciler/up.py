@@ -28,25 +28,16 @@ import click
 
 from receiver.cli import gunicorn_command, settings_or_exit
 from receiver.exceptions import VerihookError
-from receiver.settings import ProvidersSettings, Settings
+from receiver.settings import Settings
+from reconciler.first_run import first_run_block, start_simulators, wants_simulators
 
 if TYPE_CHECKING:
     from receiver.embedded_redis import EmbeddedRedis
     from reconciler.simulators import Simulator
 
-PROVIDER_NAMES = tuple(ProvidersSettings.model_fields)
 STOP_TIMEOUT_SECONDS = 20.0
 """How long the receiver, worker and scheduler get to stop cleanly before they are killed."""
 READY_TIMEOUT_SECONDS = 30.0
-EXAMPLE_USER = "first-user"
-WHERE = {
-    "contiguity": "webhook  POST {url}/webhooks/contiguity",
-    "docverify": "callback GET  {url}/callbacks/docverify",
-    "idvapi": "webhook  POST {url}/webhooks/idvapi/{token}",
-    "idenfy": "webhook  POST {url}/webhooks/idenfy",
-    "nevis": "redirect GET  {url}/callbacks/nevis",
-}
-"""The URL to give each provider (README, "Providers")."""
 
 
 class ForcedStop(BaseException):
@@ -57,15 +48,17 @@ class StopSignals:
     """The first SIGINT or SIGTERM asks for a clean stop; a second SIGINT forces one."""
 
     def __init__(self) -> None:
-        self.asked = False
+        self.asked = self.forced = False
 
     def __call__(self, signum: int, _frame: object) -> None:
-        """Signal handler."""
-        if self.asked and signum == signal.SIGINT:
-            raise ForcedStop()
+        """Signal handler (writes with os.write: a buffered stream may be mid-write)."""
         if not self.asked:
             self.asked = True
-            click.echo("stopping (Ctrl-C again to force)…", err=True)
+            os.write(2, "stopping (Ctrl-C again to force)…\n".encode())
+        elif signum == signal.SIGINT and not self.forced:
+            self.forced = True
+            os.write(2, b"forcing the stop\n")
+            raise ForcedStop()
 
     @contextmanager
     def installed(self) -> Iterator[StopSignals]:
@@ -76,21 +69,6 @@ class StopSignals:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-def configured_providers(settings: Settings) -> list[str]:
-    """Providers given any credential (each one's endpoints answer only when it has them)."""
-    return [
-        name
-        for name in PROVIDER_NAMES
-        if settings.provider(name).client_id
-        or any(value is not None for value in settings.provider(name).secrets().values())
-    ]
-
-
-def wants_simulators(settings: Settings) -> bool:
-    """The guided first run: development, and no provider configured at all."""
-    return not settings.is_production and not configured_providers(settings)
 
 
 def local_url(bind: str) -> str:
@@ -153,35 +131,24 @@ def _kill_group(child: subprocess.Popen[bytes]) -> None:
     child.wait()
 
 
-def start_simulators(stack: Stack, url: str) -> dict[str, str]:
-    """Start the five simulators, each pointed at verihook; return verihook's provider env."""
-    from reconciler import simulators
-    from reconciler.demo import point_simulators, simulated_providers_env, simulator_credentials
-
-    credentials = simulator_credentials()
-    for name in PROVIDER_NAMES:
-        stack.sims[name] = simulators.start(name, **credentials[name])
-    path_token = secrets.token_urlsafe(24)
-    point_simulators(stack.sims, url, path_token, {}, 0)
-    env = simulated_providers_env(stack.sims, credentials)
-    env["VERIHOOK_PROVIDERS__IDVAPI__WEBHOOK_TOKEN"] = path_token
-    return env
-
-
 def child_env(settings: Settings, stack: Stack, url: str, simulate: bool) -> dict[str, str]:
     """The environment of the receiver, worker and scheduler."""
+    import shutil
+
     env = dict(os.environ)
     if not settings.redis_url:
         from receiver.embedded_redis import EmbeddedRedis
 
         stack.redis = EmbeddedRedis(Path(settings.var_dir))
         env["VERIHOOK_REDIS_URL"] = stack.redis.start()
-    metrics_dir = Path(settings.var_dir).resolve() / "prometheus"
-    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    default_metrics = str(Path(settings.var_dir).resolve() / "prometheus")
+    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", default_metrics))
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # stale files would add old counts
+    metrics_dir.mkdir(parents=True)
     env["VERIHOOK_KEEP_METRICS"] = "1"  # the worker and scheduler write there too
     env.setdefault("VERIHOOK_PUBLIC_URL", url)
     if simulate:
-        env.update(start_simulators(stack, url))
+        env.update(start_simulators(stack.sims, url))
     if not settings.is_production and not settings.api_tokens:
         env["VERIHOOK_API_TOKENS"] = "backend:" + secrets.token_urlsafe(24)
     return env
@@ -189,17 +156,14 @@ def child_env(settings: Settings, stack: Stack, url: str, simulate: bool) -> dic
 
 def migrate(settings: Settings) -> None:
     """Bring the database to the newest schema (a clean CLI failure if it cannot)."""
-    import shutil
-
-    from receiver.store.db import make_engine
+    from receiver.store.db import UNAVAILABLE_ERRORS, make_engine
     from receiver.store.migrate import upgrade
 
-    metrics_dir = Path(settings.var_dir).resolve() / "prometheus"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)
+    except UNAVAILABLE_ERRORS as exc:
+        raise click.ClickException(f"the database is unavailable: {type(exc).__name__}") from exc
     finally:
         engine.dispose()
 
@@ -221,60 +185,6 @@ def wait_until_ready(url: str, stack: Stack, stop: StopSignals) -> None:
         time.sleep(0.2)
     if not stop.asked:
         raise click.ClickException(f"the receiver did not answer at {url} in time")
-
-
-def first_run_block(url: str, env: dict[str, str], stack: Stack, settings: Settings) -> str:
-    """What runs where, the URL to give each provider, the console, a token, a first session."""
-    lines = [f"verihook is up on {url} (Ctrl-C stops it)", ""]
-    token = env.get("VERIHOOK_PROVIDERS__IDVAPI__WEBHOOK_TOKEN", "<WEBHOOK_TOKEN>")
-    if stack.sims:
-        lines += [
-            "No provider is configured, so this development run started the five provider",
-            "simulators on 127.0.0.1 and wired verihook to them (never in production, and never",
-            "once any VERIHOOK_PROVIDERS__<NAME>__… credential is set):",
-        ]
-        for name, sim in stack.sims.items():
-            lines.append(f"  {name:<11} simulated at {sim.root_url}, control API {sim.control_url}")
-    else:
-        enabled = configured_providers(settings)
-        lines.append("Providers: " + (", ".join(enabled) or "none configured"))
-        if settings.is_production and not enabled:
-            lines.append("  (production: no simulators; configure VERIHOOK_PROVIDERS__<NAME>__…)")
-    lines += ["", "Give each provider this URL:"]
-    shown = list(stack.sims) or configured_providers(settings)
-    lines += [f"  {name:<11} {WHERE[name].format(url=url, token=token)}" for name in shown]
-    lines += ["", f"Console: {url}/console/  (sign in with an operator token:"]
-    lines += ["  verihook tokens create --role operator --name you)"]
-    api_token = _dev_token(env, settings)
-    if api_token:
-        lines += [f"API token (backend, this run only, shown once): {api_token}"]
-    else:
-        lines += ["API token: verihook tokens create --role backend --name my-app"]
-    if stack.sims and api_token:
-        lines += ["", *try_it(url, api_token, stack.sims["idvapi"].control_url)]
-    return "\n".join(lines)
-
-
-def _dev_token(env: dict[str, str], settings: Settings) -> str | None:
-    if settings.api_tokens:
-        return None
-    role, _, token = env.get("VERIHOOK_API_TOKENS", "").partition(":")
-    return token if role == "backend" else None
-
-
-def try_it(url: str, token: str, control_url: str) -> list[str]:
-    """Three commands: create a session, let the simulator finish it, watch it settle."""
-    auth = f"-H 'Authorization: Bearer {token}'"
-    body = f'{{"provider":"idvapi","user_ref":"{EXAMPLE_USER}"}}'
-    return [
-        "Try it: create a session through verihook, finish it at the (simulated) provider, and",
-        "watch verihook settle it from the provider's webhook:",
-        f"  curl -s {auth} -H 'Content-Type: application/json' \\",
-        f"       -d '{body}' {url}/api/v1/sessions",
-        "  curl -s -H 'Content-Type: application/json' -d '{\"outcome\":\"verified\"}' \\",
-        f"       {control_url}/sessions/{EXAMPLE_USER}/script",
-        f"  curl -s {auth} {url}/api/v1/users/{EXAMPLE_USER}   # status: verified",
-    ]
 
 
 @click.command()
@@ -317,7 +227,7 @@ def _run(
         stack.start("scheduler", [*verihook, "scheduler"], env)
         wait_until_ready(url, stack, stop)
         if not stop.asked:
-            click.echo(first_run_block(url, env, stack, settings))
+            click.echo(first_run_block(url, env, stack.sims, settings))
         while not stop.asked and failure is None:
             failure = stack.dead_child()
             time.sleep(0.2)
