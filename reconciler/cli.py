@@ -236,7 +236,7 @@ def users_forget(user_ref: str, yes: bool, at_provider: bool) -> None:
         f"{stats.notifications} notification(s), {stats.audit_entries} audit ref(s)"
     )
     for outcome in at_providers:
-        detail = f" ({outcome.detail})" if outcome.detail else ""
-        click.echo(f"at {outcome.provider}: session {outcome.session_id} {outcome.outcome}{detail}")
+        detail = f" ({safe(outcome.detail)})" if outcome.detail else ""
+        echo(f"at {outcome.provider}: session {safe(outcome.session_id)} {outcome.outcome}{detail}")
     if any(outcome.outcome == "failed" for outcome in at_providers):
         raise click.ClickException("some providers did not delete; run again to retry them")
