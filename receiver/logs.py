@@ -44,6 +44,7 @@ class JsonFormatter(logging.Formatter):
 ROUTINE_LOGGERS = (
     "apscheduler",  # "Running job …" / "… executed successfully", twice a second
     "rq",  # "Job OK", "Result is kept for …", "Listening on …" for every job
+    "rq.worker",  # rq sets this one to INFO itself when imported
     "httpx",  # "HTTP Request: GET …" for every status call and notification
     "httpcore",
     "alembic",  # "Context impl …", "Will assume transactional DDL" at every start

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import click
 from sqlalchemy import select
 from sqlmodel import col
@@ -38,7 +40,7 @@ def list_notifications(state: str | None, user_ref: str | None, limit: int) -> N
         query = query.where(col(Notification.state) == state)
     if user_ref:
         query = query.where(col(Notification.user_ref) == user_ref)
-    with transaction(services.engine) as session:
+    with closing(services), transaction(services.engine) as session:
         rows = [
             (
                 str(n.id),
@@ -68,11 +70,13 @@ def resend_notification(notification_id: int) -> None:
         found = notify.resend(services, notification_id)
     except notify.NotificationNotFound as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        services.close()
     click.echo(f"notification {found.id} ({found.webhook_id}) is pending again")
 
 
 @notifications.command("sweep")
 def sweep() -> None:
     """Wake the notifier for every user with a notification due now."""
-    services = services_or_exit()
-    click.echo(f"woke the notifier for {notify.sweep_due_notifications(services)} user(s)")
+    with closing(services_or_exit()) as services:
+        click.echo(f"woke the notifier for {notify.sweep_due_notifications(services)} user(s)")
