@@ -126,7 +126,9 @@ def assert_clean_stop(up: Up) -> None:
         Redis(unix_socket_path=str(socket), socket_timeout=1).ping()
 
 
-def test_first_run_simulates_every_provider_and_settles_a_session(tmp_path: Path) -> None:
+def test_first_run_simulates_every_provider_and_settles_a_session(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     with verihook_up(tmp_path) as up:
         block = up.wait_for("status: verified")
         assert "started the five provider\nsimulators on 127.0.0.1" in block
@@ -140,6 +142,7 @@ def test_first_run_simulates_every_provider_and_settles_a_session(tmp_path: Path
         assert re.search(rf"idvapi +webhook  POST {up.url}/webhooks/idvapi/\S+", block)
 
         api = httpx.Client(base_url=up.url, headers={"Authorization": f"Bearer {token[1]}"})
+        request.addfinalizer(api.close)
         created = api.post(
             "/api/v1/sessions", json={"provider": "idvapi", "user_ref": "first-user"}
         )
@@ -147,7 +150,7 @@ def test_first_run_simulates_every_provider_and_settles_a_session(tmp_path: Path
         finished = httpx.post(
             f"{control[1]}/sessions/first-user/script", json={"outcome": "verified"}
         )
-        assert finished.status_code == 200, finished.text
+        assert finished.status_code == 202, finished.text
         deadline = time.monotonic() + 30
         while api.get("/api/v1/users/first-user").json().get("status") != "verified":
             assert time.monotonic() < deadline, up.output()
