@@ -108,9 +108,21 @@ def verihook_up(tmp_path: Path, **extra: str) -> Iterator[Up]:
     try:
         yield up
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:  # a failed test: `up` and its children, each in its group
+            for pid in [process.pid, *children_of(process.pid)]:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             process.wait(timeout=10)
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of a process (Linux /proc)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
 
 
 def assert_clean_stop(up: Up) -> None:
