@@ -51,6 +51,7 @@ bench: venv
 	$(PY) -m bench.apply_throughput --backend postgresql --events 20000 --workers 2
 	$(PY) -m bench.reconcile --backend postgresql --open 100000 --due 200
 	$(PY) -m bench.import_memory
+	$(PY) -m bench.cli_startup
 	$(PY) -m bench.report
 
 lint: venv

@@ -5,24 +5,98 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask, jsonify
 
-from receiver import console, health, requests, webhooks
-from receiver.api import audit as api_audit
-from receiver.api import erasure as api_erasure
-from receiver.api import events as api_events
-from receiver.api import openapi as api_openapi
-from receiver.api import views as api_views
-from receiver.services import Services, init_app
-from receiver.settings import Settings, load_settings
+if TYPE_CHECKING:  # imported inside create_app: `verihook --help` needs none of it
+    from flask import Flask
+
+    from receiver.services import Services
+    from receiver.settings import Settings
+
+COMMANDS = {
+    "up": "reconciler.up:up",
+    "web": "receiver.cli:web",
+    "worker": "reconciler.cli:worker",
+    "scheduler": "reconciler.cli:scheduler",
+    "db": "receiver.cli:db",
+    "outbox": "receiver.cli:outbox",
+    "events": "reconciler.events_cli:events",
+    "replay": "reconciler.events_cli:replay",
+    "sessions": "reconciler.cli:sessions",
+    "notifications": "reconciler.notify_cli:notifications",
+    "audit": "reconciler.audit_cli:audit",
+    "tokens": "reconciler.tokens:tokens",
+    "keys": "reconciler.cli:keys",
+    "purge": "reconciler.cli:purge",
+    "users": "reconciler.cli:users",
+    "simulate": "reconciler.cli:simulate",
+    "demo": "reconciler.demo:demo",
+}
+"""Every `verihook` command as "module:attribute", imported only when that command runs (or its
+help is shown): a command pays for its own imports, and `verihook --help` for none."""
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands come from COMMANDS, imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, without importing any of them."""
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command, importing its module now."""
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, _, attribute = COMMANDS[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list with one-line summaries from COMMAND_HELP (no imports)."""
+        rows = [(name, COMMAND_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+COMMAND_HELP = {
+    "up": "Run receiver, worker and scheduler together (embedded Redis and SQLite by default).",
+    "web": "Serve the receiver with gunicorn.",
+    "worker": "Run an RQ worker that applies stored events (and delivers notifications).",
+    "scheduler": "Run the scheduler: polls due sessions and sweeps the outbox while it holds the "
+    "lead.",
+    "db": "Database schema commands.",
+    "outbox": "The outbox of events waiting for a worker.",
+    "events": "Stored inbound events: list them, show one, replay one.",
+    "replay": "Replay the events matching a filter: a dry run shows the effect first.",
+    "sessions": "Verification sessions: list them, reconcile one now.",
+    "notifications": "Notifications of user-status changes sent to the product backend.",
+    "audit": "The hash-chained audit history of every status change.",
+    "tokens": "API tokens for the backend, operators and auditors.",
+    "keys": "Encryption keys.",
+    "purge": "Purge raw deliveries and personal details older than the retention period.",
+    "users": "User records.",
+    "simulate": "Run a provider simulator (contiguity, docverify, idvapi, idenfy, nevis) on "
+    "127.0.0.1.",
+    "demo": "Run the five simulators under chaos against real verihook processes, then report.",
+}
+"""The summary `verihook --help` shows per command (a test keeps it equal to each command's)."""
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """Build the Flask app from settings (read from the environment when not given)."""
+    from flask import Flask
+
+    from receiver import console, health, requests, webhooks
+    from receiver.api import audit as api_audit
+    from receiver.api import erasure as api_erasure
+    from receiver.api import events as api_events
+    from receiver.api import openapi as api_openapi
+    from receiver.api import views as api_views
     from receiver.logs import configure_logging
+    from receiver.services import Services, init_app
+    from receiver.settings import load_settings
 
     settings = settings or (services.settings if services else load_settings())
     configure_logging(settings.log_level)
@@ -40,14 +114,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     flask_app.register_blueprint(health.bp)
     console.init_app(flask_app)
     _register_error_handlers(flask_app)
-    for command in cli.commands.values():
-        flask_app.cli.add_command(command)
+    flask_app.cli = flask_commands(flask_app.name)  # type: ignore[assignment]
     return flask_app
 
 
 def _register_error_handlers(flask_app: Flask) -> None:
     """JSON errors without internals for every HTTP error and any unexpected exception; 503
     with Retry-After when the database is unreachable (the console has its own page)."""
+    from flask import jsonify
     from werkzeug.exceptions import HTTPException
 
     from receiver.exceptions import StoreUnavailableError
@@ -75,43 +149,22 @@ def _register_error_handlers(flask_app: Flask) -> None:
         return jsonify({"error": "internal error"}), 500
 
 
-@click.group(help="verihook: trusted ingest and reconciliation of identity-verification results.")
+@click.group(
+    cls=LazyGroup,
+    help="verihook: trusted ingest and reconciliation of identity-verification results.",
+)
 def cli() -> None:
     """The `verihook` command group."""
 
 
-def _register_commands() -> None:
-    from receiver.cli import db, outbox, up, web
-    from reconciler.audit_cli import audit
-    from reconciler.cli import keys, purge, scheduler, sessions, simulate, users, worker
-    from reconciler.demo import demo
-    from reconciler.events_cli import events, replay
-    from reconciler.notify_cli import notifications
-    from reconciler.tokens import tokens
+def flask_commands(name: str) -> click.Group:
+    """The same lazy commands as a flask AppGroup, for `flask --app app …`."""
+    from flask.cli import AppGroup
 
-    for command in (
-        db,
-        outbox,
-        up,
-        web,
-        worker,
-        scheduler,
-        sessions,
-        simulate,
-        notifications,
-        keys,
-        purge,
-        users,
-        demo,
-        audit,
-        events,
-        replay,
-        tokens,
-    ):
-        cli.add_command(command)
+    class LazyAppGroup(LazyGroup, AppGroup):
+        """LazyGroup's commands under flask's CLI."""
 
-
-_register_commands()
+    return LazyAppGroup(name=name)
 
 
 def __getattr__(name: str) -> Any:

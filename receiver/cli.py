@@ -1,26 +1,22 @@
-"""Receiver-side commands: `db upgrade`, `outbox flush`, `web`, `up`."""
+"""Receiver-side commands: `db upgrade|check`, `outbox flush`, `web`."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
 import tomllib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
-from receiver.embedded_redis import EmbeddedRedis
 from receiver.exceptions import VerihookError
-from receiver.outbox import flush_outbox
-from receiver.services import Services
 from receiver.settings import Settings, load_settings
-from receiver.store.migrate import upgrade
+
+if TYPE_CHECKING:  # each command imports what it needs: `verihook --help` stays fast
+    from sqlalchemy import Engine
+
+    from receiver.services import Services
 
 GUNICORN_CONFIG = "python:receiver.gunicorn_conf"
 """gunicorn settings, shipped inside the package so that an installed verihook finds them."""
@@ -39,11 +35,20 @@ def settings_or_exit() -> Settings:
 
 def services_or_exit() -> Services:
     """Build the services, turning configuration errors into a clean CLI failure."""
+    from receiver.services import Services
+
     settings = settings_or_exit()
     try:
         return Services.build(settings)
     except VerihookError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def engine_or_exit() -> Engine:
+    """Only the database engine (for commands that read the store and need nothing else)."""
+    from receiver.store.db import make_engine
+
+    return make_engine(settings_or_exit().database_url)
 
 
 @click.group()
@@ -69,6 +74,8 @@ def db_check() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the newest schema."""
+    from receiver.store.migrate import upgrade
+
     services = services_or_exit()
     try:
         upgrade(services.engine)
@@ -85,6 +92,10 @@ def outbox() -> None:
 @outbox.command("flush")
 def outbox_flush() -> None:
     """Wake the workers for every event still waiting in the outbox."""
+    from redis.exceptions import RedisError
+
+    from receiver.outbox import flush_outbox
+
     services = services_or_exit()
     try:
         result = flush_outbox(services.engine, services.redis, services.settings.queue_name)
@@ -109,63 +120,3 @@ def web(bind: str) -> None:
     """Serve the receiver with gunicorn."""
     services_or_exit().close()
     os.execv(sys.executable, gunicorn_command(bind))
-
-
-@click.command()
-@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT to serve on.")
-def up(bind: str) -> None:
-    """Run receiver, worker and scheduler together (embedded Redis and SQLite by default)."""
-    settings = settings_or_exit()
-    embedded = None
-    env = dict(os.environ)
-    if not settings.redis_url:
-        embedded = EmbeddedRedis(Path(settings.var_dir))
-        env["VERIHOOK_REDIS_URL"] = embedded.start()
-    metrics_dir = Path(settings.var_dir).resolve() / "prometheus"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-    env["VERIHOOK_KEEP_METRICS"] = "1"  # the worker and scheduler write there too
-    upgrade(services_or_exit().engine)
-    verihook = [sys.executable, "-c", "from app import main; main()"]
-    commands = [gunicorn_command(bind), verihook + ["worker"]]
-    commands += [verihook + ["scheduler"]] if _has_command("scheduler") else []
-    children = [subprocess.Popen(cmd, env=env) for cmd in commands]
-    click.echo(f"verihook is up on http://{bind} (Ctrl-C stops it)")
-    try:
-        _wait_for_any(children)
-    finally:
-        _stop(children)
-        if embedded:
-            embedded.stop()
-
-
-def _has_command(name: str) -> bool:
-    from app import cli
-
-    return name in cli.commands
-
-
-def _wait_for_any(children: list[subprocess.Popen[bytes]]) -> None:
-    stop = {"now": False}
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        while not stop["now"] and all(child.poll() is None for child in children):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-
-
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()

@@ -74,7 +74,11 @@ class EmbeddedRedis:
             "--logfile",
             str(self.dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A process group of its own: the terminal's Ctrl-C reaches only `verihook up`, which
+        # stops this server last, after every process that uses it.
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+        )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self._answers():

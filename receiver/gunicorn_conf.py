@@ -5,7 +5,8 @@ gunicorn's access log is off: the app logs each request itself with secret path 
 (`/webhooks/idvapi/<token>`) redacted and without query strings. Metrics from every worker are
 aggregated through PROMETHEUS_MULTIPROC_DIR (default `var/prometheus`, emptied at start).
 
-Worker class: gthread. Deliveries arriving together on one process share one database commit
+Worker class: gthread (receiver/gunicorn_worker.py: gunicorn's own 400/414/431 answers in JSON).
+Deliveries arriving together on one process share one database commit
 (receiver/group_commit.py), which needs several requests in flight per process: with the sync
 class a process holds one request at a time, so every delivery pays a commit of its own. The app
 is preloaded: the master imports it once and the workers share those pages (copy-on-write; the
@@ -31,13 +32,14 @@ _sqlite = os.environ.get("VERIHOOK_DATABASE_URL", "sqlite:").startswith("sqlite:
 _cpus = multiprocessing.cpu_count()
 _default_workers = min(2, _cpus) if _sqlite else _cpus
 workers = int(os.environ.get("VERIHOOK_WEB_WORKERS", _default_workers))
-worker_class = "gthread"
+worker_class = "receiver.gunicorn_worker.JsonErrorThreadWorker"  # gthread; its own errors in JSON
 threads = int(os.environ.get("VERIHOOK_WEB_THREADS", "8" if _sqlite else "4"))
 timeout = 8
 graceful_timeout = 8
 keepalive = 5
 accesslog = None
 errorlog = "-"
+loglevel = os.environ.get("VERIHOOK_LOG_LEVEL", "info").lower()
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190

@@ -41,9 +41,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+ROUTINE_LOGGERS = (
+    "apscheduler",  # "Running job …" / "… executed successfully", twice a second
+    "rq",  # "Job OK", "Result is kept for …", "Listening on …" for every job
+    "rq.worker",  # rq sets this one to INFO itself when imported
+    "httpx",  # "HTTP Request: GET …" for every status call and notification
+    "httpcore",
+    "alembic",  # "Context impl …", "Will assume transactional DDL" at every start
+    "werkzeug",  # the simulators' development server
+)
+"""Libraries whose INFO lines are routine: at INFO they show warnings and errors only, at DEBUG
+everything. verihook's own loggers write the one INFO line per meaningful event (a delivery
+stored, a batch applied, a session healed, a leader change)."""
+
+
+def library_level(level: str) -> int:
+    """The level of the routine library loggers when verihook logs at `level`."""
+    number = logging.getLevelName(level.upper())
+    number = number if isinstance(number, int) else logging.INFO
+    return number if number <= logging.DEBUG else max(number, logging.WARNING)
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """Send JSON logs to stderr at `level` (idempotent)."""
+    """Send JSON logs to stderr at `level`, routine library lines quieter (idempotent)."""
     root = logging.getLogger()
+    for name in ROUTINE_LOGGERS:
+        logging.getLogger(name).setLevel(library_level(level))
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         root.setLevel(level.upper())
         return

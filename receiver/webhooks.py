@@ -129,7 +129,9 @@ def _take_in(
     try:
         provider = get_provider(services.providers, name)
     except UnknownProviderError:
-        return Taken(None, None, json_response({"error": "unknown provider"}, 404))
+        known = name in services.providers  # a provider verihook knows, without credentials
+        error = "provider not configured" if known else "unknown provider"
+        return Taken(None, None, json_response({"error": error}, 404))
     if source not in provider.sources or (segment is not None and provider.path_segment is None):
         return Taken(None, None, json_response({"error": "unknown provider"}, 404))
     limit = services.settings.max_body_bytes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -11,6 +10,7 @@ import click
 from sqlalchemy import Engine
 
 from receiver.cli import services_or_exit
+from receiver.terminal import echo, safe, safe_json, safe_json_text, safe_text
 from reconciler import audit_queries as aq
 
 TABLE_COLUMNS = (
@@ -113,7 +113,7 @@ def query(
     finally:
         services.close()
     if fmt == "json":
-        click.echo(json.dumps({"entries": page.entries, "next_cursor": page.next_cursor}, indent=2))
+        click.echo(safe_json({"entries": page.entries, "next_cursor": page.next_cursor}, indent=2))
         return
     _print_table(page.entries)
     if page.next_cursor is not None:
@@ -132,11 +132,11 @@ def _query_as_of(user_ref: str, raw_at: str, fmt: str) -> None:
     finally:
         services.close()
     if fmt == "json":
-        click.echo(json.dumps(answer.as_json(), indent=2))
+        click.echo(safe_json(answer.as_json(), indent=2))
         return
     decided = f" ({answer.decided_by})" if answer.decided_by else ""
     where = f" by {answer.provider} session {answer.session_id}" if answer.provider else ""
-    click.echo(f"{answer.user_ref} at {answer.at.isoformat()}: {answer.status}{decided}{where}")
+    echo(safe(f"{answer.user_ref} at {answer.at.isoformat()}: {answer.status}{decided}{where}"))
     if answer.entries:
         _print_table(answer.entries)
 
@@ -144,14 +144,14 @@ def _query_as_of(user_ref: str, raw_at: str, fmt: str) -> None:
 def _cells(entry: dict[str, Any]) -> tuple[str, ...]:
     change = f"{entry['previous_status'] or '-'} -> {entry['new_status'] or '-'}"
     values = {**entry, "change": change, "at": entry["at"][:26]}
-    return tuple("" if values[c] is None else str(values[c]) for c in TABLE_COLUMNS)
+    return tuple("" if values[c] is None else safe(values[c]) for c in TABLE_COLUMNS)
 
 
 def _print_table(entries: list[dict[str, Any]]) -> None:
     rows = [_cells(e) for e in entries]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(TABLE_COLUMNS)]
     for line in [TABLE_COLUMNS, *rows]:
-        click.echo(
+        echo(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
     if not rows:
@@ -226,8 +226,8 @@ def _write(
             bar.update(upto - last)
 
     chunks = aq.csv_chunks(counted()) if fmt == "csv" else aq.jsonl_chunks(counted())
-    for chunk in chunks:
-        stream.write(chunk)
+    for chunk in chunks:  # control characters escaped, whether it goes to a terminal or a file
+        stream.write(safe_text(chunk) if fmt == "csv" else safe_json_text(chunk))
     stream.flush()
     return written
 
@@ -249,7 +249,7 @@ def verify(fmt: str) -> None:
     finally:
         services.close()
     if fmt == "json":
-        click.echo(json.dumps(aq.report_json(report), indent=2))
+        click.echo(safe_json(aq.report_json(report), indent=2))
         if not report.ok:
             sys.exit(1)
         return

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from receiver.cli import services_or_exit
-from receiver.exceptions import VerihookError
-from receiver.health_server import Heartbeat, start_health_server
-from receiver.logs import configure_logging
-from receiver.services import Services
-from reconciler import jobs
+from receiver.terminal import echo, safe
+
+if TYPE_CHECKING:  # each command imports what it needs: `verihook --help` stays fast
+    from receiver.health_server import Heartbeat
+    from receiver.services import Services
 
 
 def serve_health(services: Services, heartbeat: Heartbeat) -> None:
     """Start the health endpoints when VERIHOOK_HEALTH_BIND is set; a clean exit if they cannot."""
+    from receiver.exceptions import VerihookError
+    from receiver.health_server import start_health_server
+
     try:
         start_health_server(services, heartbeat)
     except (VerihookError, OSError) as exc:
@@ -29,6 +33,12 @@ def worker(burst: bool) -> None:
 
     It outlives Redis outages (reconciler/worker_loop.py); `--burst` does not retry.
     """
+    from rq import SimpleWorker
+
+    from receiver.health_server import Heartbeat
+    from receiver.logs import configure_logging
+    from reconciler import jobs
+
     services = services_or_exit()
     configure_logging(services.settings.log_level)
     jobs.use_services(services)
@@ -73,6 +83,8 @@ def simulate(provider: str, port: int, webhook_url: str | None, callback_url: st
 @click.command()
 def scheduler() -> None:
     """Run the scheduler: polls due sessions and sweeps the outbox while it holds the lead."""
+    from receiver.health_server import Heartbeat
+    from receiver.logs import configure_logging
     from reconciler.scheduler import run_scheduler
 
     services = services_or_exit()
@@ -109,8 +121,8 @@ def sessions_list(provider: str | None, status: str | None, overdue: bool, limit
     )
     for row in rows:
         next_check = row.next_check_at.strftime("%Y-%m-%d %H:%M:%S") if row.next_check_at else "-"
-        click.echo(
-            f"{row.provider:<11} {row.session_id:<38} {(row.user_ref or '-'):<20} "
+        echo(
+            f"{safe(row.provider):<11} {safe(row.session_id):<38} {safe(row.user_ref or '-'):<20} "
             f"{row.status:<15} {row.decided_by:<7} {next_check:<20} "
             f"{'yes' if row.overdue else 'no'}"
         )
@@ -130,9 +142,9 @@ def sessions_reconcile(provider: str, session_id: str) -> None:
         raise click.ClickException(str(exc)) from exc
     finally:
         services.close()
-    click.echo(f"before: {before}")
-    click.echo(f"poll:   {outcome}")
-    click.echo(f"after:  {after}")
+    echo(f"before: {safe(before)}")
+    echo(f"poll:   {safe(outcome)}")
+    echo(f"after:  {safe(after)}")
 
 
 @click.group()
@@ -226,7 +238,7 @@ def users_forget(user_ref: str, yes: bool, at_provider: bool) -> None:
         f"{stats.notifications} notification(s), {stats.audit_entries} audit ref(s)"
     )
     for outcome in at_providers:
-        detail = f" ({outcome.detail})" if outcome.detail else ""
-        click.echo(f"at {outcome.provider}: session {outcome.session_id} {outcome.outcome}{detail}")
+        detail = f" ({safe(outcome.detail)})" if outcome.detail else ""
+        echo(f"at {outcome.provider}: session {safe(outcome.session_id)} {outcome.outcome}{detail}")
     if any(outcome.outcome == "failed" for outcome in at_providers):
         raise click.ClickException("some providers did not delete; run again to retry them")

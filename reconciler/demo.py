@@ -105,9 +105,20 @@ def demo_env(
     env["VERIHOOK_DATABASE_URL"] = f"sqlite:///{var_dir / 'verihook.db'}"
     env["VERIHOOK_ENCRYPTION_KEYS"] = new_key_spec("demo1")
     env.update({f"VERIHOOK_{key}": value for key, value in {**DEMO_SETTINGS, **values}.items()})
+    env.update(simulated_providers_env(sims, credentials, DEMO_POLICY))
+    return env
+
+
+def simulated_providers_env(
+    sims: Mapping[str, Simulator],
+    credentials: Mapping[str, Mapping[str, Any]],
+    policy: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """`VERIHOOK_PROVIDERS__<NAME>__…` pointing each provider at its simulator."""
+    env = {}
     for name, sim in sims.items():
         prefix = f"VERIHOOK_PROVIDERS__{name.upper()}__"
-        provider = {**credentials[name], **DEMO_POLICY, "BASE_URL": sim.url}
+        provider = {**credentials[name], **(policy or {}), "BASE_URL": sim.url}
         if sim.token_url:
             provider["TOKEN_URL"] = sim.token_url
         env.update({prefix + key.upper(): value for key, value in provider.items()})
@@ -268,7 +279,7 @@ def run_demo(
             sims[name] = simulators.start(name, **credentials[name])
         verihook = start_verihook(sims, credentials, path, redis.start())
         processes = verihook.processes
-        _point_simulators(sims, verihook.url, verihook.path_token, chaos, seed)
+        point_simulators(sims, verihook.url, verihook.path_token, chaos, seed)
         planned = plan_sessions(sessions, seed)
         _create_sessions(verihook, sims, planned, tell)
         results, timed_out = _settle(verihook.database_url, sims, planned, processes, tell, timeout)
@@ -302,14 +313,14 @@ def _create_sessions(
             tell("creating", done, len(planned), final=done == len(planned))
 
 
-def _point_simulators(
+def point_simulators(
     sims: Mapping[str, Simulator],
     url: str,
     path_token: str,
     chaos: Mapping[str, Any] | None,
     seed: int,
 ) -> None:
-    """Tell each simulator where verihook listens, and turn its chaos on (seeded)."""
+    """Tell each simulator where verihook listens, and set its chaos (seeded; {} for none)."""
     for name, sim in sims.items():
         hook = f"{url}/webhooks/{name}" + (f"/{path_token}" if name == "idvapi" else "")
         settings = {"seed": f"{seed}-{name}", **(DEMO_CHAOS if chaos is None else chaos)}

@@ -7,37 +7,30 @@ and that name is what the audit history records for its replays and raw-body vie
 from __future__ import annotations
 
 import getpass
-import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from receiver.cli import services_or_exit
-from receiver.services import Services
+from receiver.cli import engine_or_exit, services_or_exit
 from receiver.store.db import transaction
 from receiver.store.models import EventState
-from receiver.store.replay_models import Replay, ReplayState
-from reconciler.replay import (
+from receiver.terminal import echo, safe, safe_json, safe_text
+from reconciler.event_queries import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     EventFilter,
     FilterError,
     ListRequest,
     NotFound,
-    QueueUnavailable,
-    create_replay,
-    dry_run,
-    enqueue_replay,
     event_json,
-    get_replay,
     list_events,
-    replay_event,
-    replay_json,
-    run_replay,
-    show_event,
 )
+
+if TYPE_CHECKING:  # the replay machinery is imported by the commands that replay
+    from receiver.services import Services
+    from receiver.store.replay_models import Replay
 
 STATES = [s.value for s in EventState]
 
@@ -74,7 +67,7 @@ def _filter_values(**values: str | None) -> dict[str, str]:
 
 
 def _dump(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    click.echo(safe_json(data, indent=2, sort_keys=True))
 
 
 @click.group()
@@ -102,13 +95,13 @@ def events_list(limit: int, cursor: str | None, as_json: bool, **filters: str | 
         wanted = ListRequest.parse(params)
     except FilterError as exc:
         raise click.UsageError(str(exc)) from exc
-    services = services_or_exit()
+    engine = engine_or_exit()
     try:
-        with transaction(services.engine) as session:
+        with transaction(engine) as session:
             rows, next_cursor = list_events(session, wanted)
             shown = [event_json(row) for row in rows]
     finally:
-        services.close()
+        engine.dispose()
     if as_json:
         _dump({"events": shown, "next_cursor": next_cursor, "limit": limit})
         return
@@ -117,10 +110,10 @@ def events_list(limit: int, cursor: str | None, as_json: bool, **filters: str | 
         f"{'user_ref':<20} {'received_at':<19} {'att':>3}  error"
     )
     for e in shown:
-        error = (e["last_error"] or e["parse_error"] or "")[:60]
-        click.echo(
-            f"{e['id']:>8}  {e['provider']:<10} {e['kind']:<8} {e['state']:<11} "
-            f"{(e['session_id'] or '-'):<30} {(e['user_ref'] or '-'):<20} "
+        error = safe(e["last_error"] or e["parse_error"] or "")[:60]
+        echo(
+            f"{e['id']:>8}  {safe(e['provider']):<10} {safe(e['kind']):<8} {e['state']:<11} "
+            f"{safe(e['session_id'] or '-'):<30} {safe(e['user_ref'] or '-'):<20} "
             f"{e['received_at'][:19]:<19} {e['attempts']:>3}  {error}"
         )
     if not shown:
@@ -134,7 +127,12 @@ def events_list(limit: int, cursor: str | None, as_json: bool, **filters: str | 
 @click.option("--redacted", is_flag=True, help="Metadata only, as an auditor sees it.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON like the API.")
 def events_show(event_id: int, redacted: bool, as_json: bool) -> None:
-    """Show one event and its delivery (headers and body; the view is audited)."""
+    """Show one event and its delivery (headers and body; the view is audited).
+
+    Control characters in what the provider sent are shown escaped (`\\x1b`), never raw.
+    """
+    from reconciler.replay import show_event
+
     services = services_or_exit()
     try:
         shown = show_event(
@@ -154,25 +152,25 @@ def events_show(event_id: int, redacted: bool, as_json: bool) -> None:
     observations = shown.pop("observations")
     for key, value in shown.items():
         if value is not None:
-            click.echo(f"{key + ':':<13} {value}")
+            echo(f"{key + ':':<13} {safe(value)}")
     for obs in observations:
-        click.echo(
-            f"observation:  {obs['provider']}/{obs['session_id']} {obs['status']} "
+        echo(
+            f"observation:  {safe(obs['provider'])}/{safe(obs['session_id'])} {obs['status']} "
             f"({obs['decided_by']}) {obs['disposition']} at {obs['occurred_at']}"
         )
     if not delivery.get("available"):
-        click.echo(f"delivery:     unavailable ({delivery.get('error')})")
+        echo(f"delivery:     unavailable ({safe(delivery.get('error'))})")
         return
     click.echo(f"delivery:     {delivery['source']}, {delivery['body_bytes']} bytes")
     if redacted:
-        click.echo(f"headers:      {', '.join(delivery['header_names'])}")
+        echo(f"headers:      {', '.join(safe(name) for name in delivery['header_names'])}")
         return
     for name, value in delivery["headers"]:
-        click.echo(f"  {name}: {value}")
+        echo(f"  {safe(name)}: {safe(value)}")
     for name, value in delivery["query"]:
-        click.echo(f"  ?{name}={value}")
-    click.echo("")
-    click.echo(delivery["body"])
+        echo(f"  ?{safe(name)}={safe(value)}")
+    echo("")
+    echo(safe_text(delivery["body"]))
 
 
 @events.command("replay")
@@ -181,6 +179,8 @@ def events_show(event_id: int, redacted: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON like the API.")
 def events_replay(event_id: int, dry_run: bool, as_json: bool) -> None:
     """Process one event again now, with the worker's code."""
+    from reconciler.replay import replay_event
+
     services = services_or_exit()
     try:
         outcome = replay_event(services, event_id, actor_name=cli_actor_name(), dry_run=dry_run)
@@ -199,28 +199,29 @@ def events_replay(event_id: int, dry_run: bool, as_json: bool) -> None:
 
 
 def _status(pair: dict[str, str] | None) -> str:
-    return f"{pair['status']} ({pair['decided_by']})" if pair else "(none)"
+    return f"{safe(pair['status'])} ({safe(pair['decided_by'])})" if pair else "(none)"
 
 
 def _echo_changes(effect: dict[str, Any]) -> None:
-    click.echo(
+    echo(
         f"  applied {effect['applied']}, superseded {effect['superseded']}, "
         f"quarantined {effect['quarantined']}, failed {effect['failed']}, "
         f"deferred {effect['deferred']}"
     )
-    click.echo(f"  sessions changed: {effect['sessions_changed']}")
+    echo(f"  sessions changed: {effect['sessions_changed']}")
     for item in effect["sessions"]:
-        click.echo(
-            f"    {item['provider']}/{item['session_id']} ({item.get('user_ref') or '-'}): "
+        echo(
+            f"    {safe(item['provider'])}/{safe(item['session_id'])} "
+            f"({safe(item.get('user_ref') or '-')}): "
             f"{_status(item['from'])} -> {_status(item['to'])}"
         )
-    click.echo(f"  users changed: {effect['users_changed']}")
+    echo(f"  users changed: {effect['users_changed']}")
     for item in effect["users"]:
-        click.echo(f"    {item['user_ref']}: {_status(item['from'])} -> {_status(item['to'])}")
+        echo(f"    {safe(item['user_ref'])}: {_status(item['from'])} -> {_status(item['to'])}")
     if effect.get("truncated"):
-        click.echo("  (more changes than listed)")
+        echo("  (more changes than listed)")
     for failure in effect["failures"]:
-        click.echo(f"  failed: event {failure['event_id']}: {failure['error']}")
+        echo(f"  failed: event {failure['event_id']}: {safe(failure['error'])}")
 
 
 @click.command("replay")
@@ -283,12 +284,14 @@ def _bulk(
     batch_size: int | None,
     as_json: bool,
 ) -> None:
+    from reconciler.replay import QueueUnavailable, create_replay, dry_run, enqueue_replay
+
     effect = _computed(lambda: dry_run(services, flt))
     if as_json and only_dry_run:
         _dump(effect)
         return
     if not as_json:
-        click.echo(f"dry run: {effect['total']} event(s) match {flt.describe()}")
+        echo(f"dry run: {effect['total']} event(s) match {safe(flt.describe())}")
         if effect["events_truncated"]:
             click.echo(f"  (the effect below covers the first {effect['considered']})")
         _echo_changes(effect)
@@ -325,6 +328,9 @@ def _run_foreground(
     batch_size: int | None,
     as_json: bool,
 ) -> None:
+    from receiver.store.replay_models import ReplayState
+    from reconciler.replay import get_replay, replay_json
+
     try:
         row = get_replay(services, replay_id)
     except NotFound as exc:
@@ -364,6 +370,8 @@ def _with_progress(
         def advance(current: Replay, count: int) -> None:
             bar.length = max(current.total, 1)
             bar.update(count)
+
+        from reconciler.replay import run_replay
 
         try:
             return run_replay(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import click
 from sqlalchemy import select
 from sqlmodel import col
@@ -9,6 +11,7 @@ from sqlmodel import col
 from receiver.cli import services_or_exit
 from receiver.store.db import transaction
 from receiver.store.ledger_models import Notification
+from receiver.terminal import echo, safe
 from reconciler import notify
 
 COLUMNS = ("id", "user_ref", "state", "attempts", "last_error", "created")
@@ -37,21 +40,21 @@ def list_notifications(state: str | None, user_ref: str | None, limit: int) -> N
         query = query.where(col(Notification.state) == state)
     if user_ref:
         query = query.where(col(Notification.user_ref) == user_ref)
-    with transaction(services.engine) as session:
+    with closing(services), transaction(services.engine) as session:
         rows = [
             (
                 str(n.id),
-                n.user_ref,
+                safe(n.user_ref),
                 n.state,
                 str(n.attempts),
-                n.last_error or "",
+                safe(n.last_error or ""),
                 n.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             )
             for n in session.execute(query).scalars()
         ]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(COLUMNS)]
     for line in [COLUMNS, *rows]:
-        click.echo(
+        echo(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
     if not rows:
@@ -67,11 +70,13 @@ def resend_notification(notification_id: int) -> None:
         found = notify.resend(services, notification_id)
     except notify.NotificationNotFound as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        services.close()
     click.echo(f"notification {found.id} ({found.webhook_id}) is pending again")
 
 
 @notifications.command("sweep")
 def sweep() -> None:
     """Wake the notifier for every user with a notification due now."""
-    services = services_or_exit()
-    click.echo(f"woke the notifier for {notify.sweep_due_notifications(services)} user(s)")
+    with closing(services_or_exit()) as services:
+        click.echo(f"woke the notifier for {notify.sweep_due_notifications(services)} user(s)")

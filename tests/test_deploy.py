@@ -178,11 +178,10 @@ def resolve(argv: list[str]) -> tuple[click.Command, list[str], list[str]]:
     command: click.Command = cli
     path, rest = [], argv[1:]
     while isinstance(command, click.Group):
-        assert rest and rest[0] in command.commands, (
-            f"{' '.join(['verihook', *path])} has no subcommand {rest[:1]!r}"
-        )
+        found = command.get_command(click.Context(command), rest[0]) if rest else None
+        assert found is not None, f"{' '.join(['verihook', *path])} has no subcommand {rest[:1]!r}"
         path.append(rest.pop(0))
-        command = command.commands[path[-1]]
+        command = found
     return command, path, rest
 
 

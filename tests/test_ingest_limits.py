@@ -185,6 +185,8 @@ def test_unknown_provider_or_route_is_404(client, engine, method, path):  # type
         },
     )
     assert answer.status_code == 404
+    if path != "/webhooks/":  # no provider named at all: the app's plain 404
+        assert answer.get_json() == {"error": "unknown provider"}
     assert count_events(engine) == 0
 
 
@@ -202,6 +204,7 @@ def test_provider_without_credentials_is_404(make_services, engine, provider):  
     client = create_app(services=make_services(providers=providers)).test_client()
     answer = send(client, provider, WEBHOOKS[provider][0]())
     assert answer.status_code == 404
+    assert answer.get_json() == {"error": "provider not configured"}  # known, but disabled
     # the other providers keep working
     other = next(p for p in sorted(WEBHOOKS) if p != provider)
     assert send(client, other, WEBHOOKS[other][0]()).status_code == 200
