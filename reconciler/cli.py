@@ -33,7 +33,6 @@ def worker(burst: bool) -> None:
 
     It outlives Redis outages (reconciler/worker_loop.py); `--burst` does not retry.
     """
-    from rq import SimpleWorker
 
     from receiver.health_server import Heartbeat
     from receiver.logs import configure_logging
