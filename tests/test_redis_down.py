@@ -153,11 +153,14 @@ def test_deliveries_survive_a_dead_redis_and_flush_outbox_recovers(
     assert_outbox(engine, N)
 
     private.start(port=port)  # the same URL answers again, empty
-    assert len(Queue(QUEUE, connection=services.redis)) == 0
+    # The receiver's background waker may be mid-retry when Redis returns: its one wake-up then
+    # lands (a drain job); nothing else is queued.
+    queued = len(Queue(QUEUE, connection=services.redis))
+    assert queued <= 1
     result = flush_outbox(engine, services.redis, QUEUE)
     assert (result.pending, result.woken) == (N, N)
     assert result.job_id is not None
-    assert len(Queue(QUEUE, connection=services.redis)) == 1
+    assert len(Queue(QUEUE, connection=services.redis)) == queued + 1
 
     run_worker(services)
     assert_every_event_applied_once(engine, expected)
