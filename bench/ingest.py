@@ -39,20 +39,28 @@ SERVERS = ("plain", "shipped")
 PACED_CONNECTIONS = 16
 
 
-def delivery_lines(path: Path, count: int, tag: str) -> None:
-    """Write `count` pre-signed distinct deliveries (~1.5 KB each) for the wrk scripts."""
+def signed_deliveries(count: int, tag: str) -> list[tuple[bytes, str]]:
+    """`count` distinct Contiguity deliveries (~1.5 KB each) and their signature headers."""
     now = int(time.time())
+    made = []
+    for index in range(count):
+        body = signing.contiguity_event(
+            "processing",
+            f"vs_{tag}{index}",
+            user_ref=f"{tag}{index}",
+            timestamp=now,
+            event_id=f"evt_{tag}_{index}_{time.time_ns()}",
+            metadata={"filler": FILLER},
+        )
+        made.append((body, signing.contiguity_header(body, timestamp=now)))
+    return made
+
+
+def delivery_lines(path: Path, count: int, tag: str) -> None:
+    """Write `count` pre-signed distinct deliveries for the wrk scripts."""
     with path.open("w") as out:
-        for index in range(count):
-            body = signing.contiguity_event(
-                "processing",
-                f"vs_{tag}{index}",
-                user_ref=f"{tag}{index}",
-                timestamp=now,
-                event_id=f"evt_{tag}_{index}_{now}",
-                metadata={"filler": FILLER},
-            )
-            out.write(signing.contiguity_header(body, timestamp=now) + "\t" + body.decode() + "\n")
+        for body, header in signed_deliveries(count, tag):
+            out.write(header + "\t" + body.decode() + "\n")
 
 
 def wrk(

@@ -28,25 +28,8 @@ from typing import Any
 from app import create_app
 from bench import bare_app
 from bench.common import Stack
-from bench.ingest import FILLER
+from bench.ingest import signed_deliveries
 from receiver.metrics import INGEST_BATCH_ROWS
-from tests.support import signing
-
-
-def deliveries(count: int, tag: str) -> list[tuple[bytes, str]]:
-    now = int(time.time())
-    made = []
-    for index in range(count):
-        body = signing.contiguity_event(
-            "processing",
-            f"vs_{tag}{index}",
-            user_ref=f"{tag}{index}",
-            timestamp=now,
-            event_id=f"evt_{tag}_{index}_{time.time_ns()}",
-            metadata={"filler": FILLER},
-        )
-        made.append((body, signing.contiguity_header(body, timestamp=now)))
-    return made
 
 
 def environ(body: bytes, signature: str) -> dict[str, Any]:
@@ -110,13 +93,13 @@ def main() -> None:
             handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
         logging.getLogger().setLevel("INFO")
         n = args.requests
-        call_all(app.wsgi_app, deliveries(200, "warm"), args.threads)
-        bare = call_all(bare_app.app.wsgi_app, deliveries(n, "bare"), args.threads)
-        ours = call_all(app.wsgi_app, deliveries(n, "ours"), args.threads)
+        call_all(app.wsgi_app, signed_deliveries(200, "warm"), args.threads)
+        bare = call_all(bare_app.app.wsgi_app, signed_deliveries(n, "bare"), args.threads)
+        ours = call_all(app.wsgi_app, signed_deliveries(n, "ours"), args.threads)
         print(f"CPU per request, {args.threads} threads, in-process ({args.backend}):")
         print(f"  bare Flask {bare:6.0f} µs")
         print(f"  verihook   {ours:6.0f} µs   ({batch_sizes()})")
-        profiled = deliveries(n // 2, "profiled")
+        profiled = signed_deliveries(n // 2, "profiled")
         profile = cProfile.Profile()
         profile.enable()
         call_all(app.wsgi_app, profiled, 1)
