@@ -2,7 +2,8 @@
 
 "True" is checked by schemathesis: it generates requests from the document for every operation
 and sends them in-process to the real app (real database and Redis) with an operator token; no
-answer may be a server error.
+answer may be a server error, and the app checks each JSON answer against its response model
+(VALIDATE_RESPONSES: an answer that does not fit its model is a 500).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from flask import Blueprint
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from openapi_spec_validator import validate
+from pydantic import BaseModel
 
 from app import create_app
 from receiver.api import openapi
+from receiver.api.auth import ROLES
+from receiver.api.spec import VALIDATE_RESPONSES, answers, bearer, spec
 from reconciler import jobs
-from tests.support.flow import API_TOKENS, OPERATOR, apply_all, send_contiguity
+from tests.support.flow import API_TOKENS, BACKEND, OPERATOR, apply_all, send_contiguity
 from tests.support.signing import contiguity_event
 from tests.test_audit import build_app
 
@@ -33,13 +37,14 @@ def app(make_services, redis_server):  # type: ignore[no-untyped-def]
     jobs.use_services(services)
     built = build_app(services)
     built.config["services_for_test"] = services
+    built.config[VALIDATE_RESPONSES] = True
     return built
 
 
 def served(flask_app) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """(OpenAPI path, method) for every URL rule and method the app serves."""
     return {
-        (openapi.openapi_path(rule)[0], method.lower())
+        (openapi.openapi_path(rule), method.lower())
         for rule in flask_app.url_map.iter_rules()
         for method in (rule.methods or set()) - IGNORED
     }
@@ -51,12 +56,13 @@ def test_document_needs_no_token_and_is_valid_openapi(app):  # type: ignore[no-u
     document = answer.get_json()
     assert document["openapi"].startswith("3.1")
     validate(document)  # openapi-spec-validator: raises on any violation of the 3.1 schema
+    assert app.test_client().get("/api/v1/openapi.json").get_json() == document  # cached
 
 
 def test_every_route_is_described_and_nothing_else(app):  # type: ignore[no-untyped-def]
     document = app.test_client().get("/api/v1/openapi.json").get_json()
-    assert openapi.undocumented_endpoints(app) == [], "describe these endpoints (openapi.py)"
-    assert openapi.stale_docs(app) == [], "these DOCS entries describe no served endpoint"
+    assert openapi.undocumented_endpoints(app) == [], "describe these (@spec.validate)"
+    assert openapi.stale_stand_ins(app) == [], "these stand-ins describe no served endpoint"
     described = {
         (path, method) for path, operations in document["paths"].items() for method in operations
     }
@@ -69,8 +75,10 @@ def test_every_route_is_described_and_nothing_else(app):  # type: ignore[no-unty
             assert operation["summary"] and operation["responses"], where
             operation_ids.append(operation["operationId"])
             codes = set(operation["responses"])
-            if operation["security"]:
-                assert operation["security"] == [{"bearerAuth": []}], where
+            if operation["security"]:  # the roles that may call it (OAS 3.1 role names)
+                [requirement] = operation["security"]
+                assert set(requirement) == {"bearerAuth"}, where
+                assert requirement["bearerAuth"] and set(requirement["bearerAuth"]) <= ROLES
                 assert {"401", "403"} <= codes, where
             if method == "post":
                 assert operation["requestBody"]["content"], where
@@ -110,34 +118,148 @@ def test_a_new_undescribed_route_fails_the_check(make_services):  # type: ignore
     flask_app.register_blueprint(extra)
     assert openapi.undocumented_endpoints(flask_app) == ["extra.brand_new"]
     document = openapi.build_document(flask_app)
+    assert "/api/v1/brand-new/{thing}" in document["paths"]
     operation = document["paths"]["/api/v1/brand-new/{thing}"]["get"]
     assert operation["x-undocumented"] is True
     assert operation["parameters"][0]["schema"]["type"] == "integer"
     validate(document)  # still a valid document, so the endpoint never breaks in production
 
 
+class Thing(BaseModel):
+    """A thing to make."""
+
+    name: str
+
+
 def test_described_by_decorator_next_to_the_view(make_services):  # type: ignore[no-untyped-def]
     extra = Blueprint("extra2", __name__)
 
     @extra.post("/api/v1/things")
-    @openapi.describe(
-        summary="Make a thing",
-        tag="things",
-        roles=("operator",),
-        body={"content": {"application/json": {"schema": {"type": "object"}}}},
-        responses={201: openapi.json_response("Made", {"type": "object"})},
+    @spec.validate(
+        json=Thing,
+        resp=answers(guarded=True, HTTP_201=(Thing, "Made")),
+        tags=["things"],
+        security=bearer("operator"),
     )
-    def make_thing():  # type: ignore[no-untyped-def]
-        """Make a thing."""
-        return {}, 201
+    def make_thing(json: Thing):  # type: ignore[no-untyped-def]
+        """Make a thing
+
+        With a name.
+        """
+        return {"name": json.name}, 201
 
     flask_app = create_app(services=make_services())
     flask_app.register_blueprint(extra)
     assert "extra2.make_thing" not in openapi.undocumented_endpoints(flask_app)
     operation = openapi.build_document(flask_app)["paths"]["/api/v1/things"]["post"]
-    assert operation["security"] == [{"bearerAuth": []}]
-    assert set(operation["responses"]) == {"201", "401", "403"}
-    assert operation["description"].startswith("Make a thing.")
+    assert operation["security"] == [{"bearerAuth": ["operator"]}]
+    assert set(operation["responses"]) == {"201", "400", "401", "403"}
+    assert (operation["summary"], operation["description"]) == ("Make a thing", "With a name.")
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/Thing"}
+    client = flask_app.test_client()
+    assert client.post("/api/v1/things", json={"name": "x"}).get_json() == {"name": "x"}
+    refused = client.post("/api/v1/things", json={"name": 5})
+    assert refused.status_code == 400
+    assert refused.get_json() == {"error": "name: Input should be a valid string"}
+
+
+def test_answers_are_checked_against_their_models_only_when_asked(make_services):  # type: ignore[no-untyped-def]
+    extra = Blueprint("extra3", __name__)
+
+    @extra.get("/api/v1/thing")
+    @spec.validate(resp=answers(HTTP_200=(Thing, "A thing")), tags=["things"])
+    def thing():  # type: ignore[no-untyped-def]
+        """A thing that does not fit its model"""
+        return {"name": 5}
+
+    flask_app = create_app(services=make_services())
+    flask_app.register_blueprint(extra)
+    client = flask_app.test_client()
+    assert client.get("/api/v1/thing").get_json() == {"name": 5}  # production: as it is
+    flask_app.config[VALIDATE_RESPONSES] = True
+    assert client.get("/api/v1/thing").status_code == 500
+
+
+BAD_INPUT = [  # (method, url, token, JSON body or raw text, the answer's error)
+    (
+        "post",
+        "/api/v1/sessions",
+        BACKEND,
+        {"provider": "nevis", "user_ref": 5},
+        "user_ref: Input should be a valid string",
+    ),
+    (
+        "post",
+        "/api/v1/sessions",
+        BACKEND,
+        {"provider": "nevis", "user_ref": "   "},
+        "user_ref: String should match pattern '\\S'",
+    ),
+    (
+        "post",
+        "/api/v1/sessions",
+        BACKEND,
+        {"provider": "nevis", "user_ref": "u", "session_id": None},
+        "session_id: Input should be a valid string",
+    ),
+    ("post", "/api/v1/sessions", BACKEND, ["provider"], "expected a JSON object"),
+    ("post", "/api/v1/events/1/replay", OPERATOR, "{not json", "expected a JSON object"),
+    (
+        "post",
+        "/api/v1/events/1/replay",
+        OPERATOR,
+        {"dry_run": "yes"},
+        "dry_run: Input should be a valid boolean",
+    ),
+    (
+        "post",
+        "/api/v1/replays",
+        OPERATOR,
+        {"filter": {"state": "lost"}},
+        "state must be one of applied, failed, quarantined, received, superseded",
+    ),
+    (
+        "post",
+        "/api/v1/replays",
+        OPERATOR,
+        {"filter": {"state": "failed"}, "colour": 1},
+        "colour: Extra inputs are not permitted",
+    ),
+    ("post", "/api/v1/users/u-1/forget", OPERATOR, {}, "confirm: Field required"),
+    (
+        "post",
+        "/api/v1/users/u-1/forget",
+        OPERATOR,
+        {"confirm": True, "at_provider": "yes"},
+        "at_provider: Input should be a valid boolean",
+    ),
+    (
+        "get",
+        "/api/v1/audit?limit=1001",
+        OPERATOR,
+        None,
+        "limit: Input should be less than or equal to 1000",
+    ),
+    ("get", "/api/v1/audit?format=xml", OPERATOR, None, "format must be one of json, csv, jsonl"),
+    ("get", "/api/v1/audit/as-of?user_ref=u-1", OPERATOR, None, "user_ref and at are required"),
+    ("get", "/api/v1/replays?limit=0", OPERATOR, None, "limit must be an integer from 1 to 500"),
+]
+
+
+def test_bad_input_is_a_400_naming_the_field(app):  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    for method, url, token, body, message in BAD_INPUT:
+        given = (
+            {"data": body, "content_type": "application/json"}
+            if isinstance(body, str)
+            else {"json": body}
+        )
+        answer = client.open(url, method=method.upper(), headers=token, **given)
+        assert (answer.status_code, answer.get_json()) == (400, {"error": message}), url
+    # the token is checked first: no input is looked at without one
+    assert client.post("/api/v1/sessions", json={}).status_code == 401
+    assert client.post("/api/v1/sessions", json={}, headers=OPERATOR).status_code == 403
 
 
 def sample(schema: dict) -> object:  # type: ignore[type-arg]

@@ -6,12 +6,11 @@ data is shredded, the erasure is written to the audit history under the token's 
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, jsonify
 
 from receiver.api.auth import require_role
-from receiver.api.openapi import ERROR_400, describe, json_response
+from receiver.api.schemas.erasure import Erasure, ForgetRequest
+from receiver.api.spec import answers, bearer, spec
 from receiver.services import get_services
 from reconciler.privacy import forget_user
 from reconciler.provider_erasure import erase_at_providers, sessions_of
@@ -19,76 +18,29 @@ from reconciler.provider_erasure import erase_at_providers, sessions_of
 bp = Blueprint("erasure_api", __name__, url_prefix="/api/v1")
 
 MAX_USER_REF = 128
-ERASURE = {
-    "type": "object",
-    "properties": {
-        "user_ref": {"type": "string", "description": "the pseudonym the sessions now carry"},
-        "events": {"type": "integer"},
-        "observations": {"type": "integer"},
-        "sessions": {"type": "integer"},
-        "notifications": {"type": "integer"},
-        "audit_entries": {"type": "integer"},
-        "at_provider": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "provider": {"type": "string"},
-                    "session_id": {"type": "string"},
-                    "outcome": {
-                        "type": "string",
-                        "enum": ["deleted", "not_found", "unsupported", "failed"],
-                    },
-                    "detail": {"type": "string"},
-                },
-            },
-        },
-    },
-}
 
 
 @bp.post("/users/<user_ref>/forget")
 @require_role("operator")
-@describe(
-    summary="Erase one person's personal data (and, on request, at the providers)",
-    description=(
-        'Body `{"confirm": true, "at_provider"?: bool}`. Shreds the person\'s raw deliveries,'
-        " personal details and notifications, replaces their ref with a pseudonym and records the"
-        " erasure in the audit history; `audit verify` still passes. With `at_provider`, providers"
-        " with a deletion endpoint (docverify) are asked to delete the sessions too."
-    ),
-    tag="users",
-    roles=("operator",),
-    path={"user_ref": "the product's user reference"},
-    body={
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["confirm"],
-                    "properties": {
-                        "confirm": {"type": "boolean", "const": True},
-                        "at_provider": {"type": "boolean"},
-                    },
-                }
-            }
-        },
-    },
-    responses={200: json_response("What was erased", ERASURE), 400: ERROR_400},
+@spec.validate(
+    json=ForgetRequest,
+    resp=answers(guarded=True, HTTP_200=(Erasure, "What was erased")),
+    tags=["users"],
+    security=bearer("operator"),
+    path_parameter_descriptions={"user_ref": "the product's user reference"},
 )
-def forget(user_ref: str):  # type: ignore[no-untyped-def]
-    """Erase the person; 400 unless the body confirms it."""
-    body: Any = request.get_json(silent=True)
-    if not isinstance(body, dict) or body.get("confirm") is not True:
-        return jsonify({"error": 'send {"confirm": true} to erase this person'}), 400
-    at_provider = body.get("at_provider", False)
-    if not isinstance(at_provider, bool):
-        return jsonify({"error": "at_provider must be true or false"}), 400
+def forget(user_ref: str, json: ForgetRequest):  # type: ignore[no-untyped-def]
+    """Erase one person's personal data (and, on request, at the providers)
+
+    Shreds the person's raw deliveries, personal details and notifications, replaces their ref
+    with a pseudonym and records the erasure in the audit history; `audit verify` still passes.
+    With `at_provider`, providers with a deletion endpoint (docverify) are asked to delete the
+    sessions too.
+    """
     if len(user_ref) > MAX_USER_REF:
         return jsonify({"error": f"user_ref is longer than {MAX_USER_REF} characters"}), 400
     services = get_services()
-    sessions = sessions_of(services, user_ref) if at_provider else []
+    sessions = sessions_of(services, user_ref) if json.at_provider else []
     stats = forget_user(services, user_ref, actor=g.principal.name)
     outcomes = erase_at_providers(services, sessions)
     return jsonify(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 from sqlalchemy import select
 
 from receiver.api.auth import require_role
-from receiver.providers import REGISTRY
+from receiver.api.schemas.common import Error
+from receiver.api.schemas.sessions import NewSession, Session, SessionDetail, SessionMade, User
+from receiver.api.spec import answers, bearer, spec
 from receiver.services import get_services
 from receiver.store.db import transaction
 from receiver.store.models import ObservationRecord, UserRecord, VerificationSession, utcnow
@@ -16,7 +18,6 @@ from receiver.store.sessions import session_row
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 READERS = ("backend", "operator", "auditor")
-MAX_REF_LENGTH = 128
 
 
 def _iso(value: Any) -> str | None:
@@ -58,8 +59,21 @@ def history_json(row: ObservationRecord) -> dict[str, Any]:
 
 @bp.get("/users/<user_ref>")
 @require_role(*READERS)
+@spec.validate(
+    resp=answers(
+        guarded=True,
+        HTTP_200=(User, "The user"),
+        HTTP_404=(User, "Never seen: status `unknown`"),
+    ),
+    tags=["users"],
+    security=bearer(*READERS),
+    path_parameter_descriptions={"user_ref": "the product's user reference"},
+)
 def get_user(user_ref: str):  # type: ignore[no-untyped-def]
-    """A user's verification status and sessions; 404 with status unknown if never seen."""
+    """A user's verification status and sessions
+
+    404 with status `unknown` when the user was never seen.
+    """
     with transaction(get_services().engine) as session:
         record = session.get(UserRecord, user_ref)
         sessions = list(
@@ -97,8 +111,21 @@ def get_user(user_ref: str):  # type: ignore[no-untyped-def]
 
 @bp.get("/sessions/<provider>/<session_id>")
 @require_role(*READERS)
+@spec.validate(
+    resp=answers(
+        guarded=True,
+        HTTP_200=(SessionDetail, "The session"),
+        HTTP_404=(Error, "Unknown session"),
+    ),
+    tags=["sessions"],
+    security=bearer(*READERS),
+    path_parameter_descriptions={
+        "provider": "provider name",
+        "session_id": "the provider's session id",
+    },
+)
 def get_session(provider: str, session_id: str):  # type: ignore[no-untyped-def]
-    """A session, its status and its whole history."""
+    """A session, its status and its whole history"""
     with transaction(get_services().engine) as session:
         row = session_row(session, provider, session_id)
         if row is None:
@@ -119,27 +146,33 @@ def _bad(message: str, status: int = 400):  # type: ignore[no-untyped-def]
 
 @bp.post("/sessions")
 @require_role("backend")
-def post_session():  # type: ignore[no-untyped-def]
-    """Create a session at the provider (`{provider, user_ref, options?}`) or register one
-    created elsewhere (`{provider, session_id, user_ref}`)."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return _bad("expected a JSON object")
-    provider, session_id, user_ref = (body.get(k) for k in ("provider", "session_id", "user_ref"))
-    if provider not in REGISTRY:
-        return _bad(f"unknown provider; one of {', '.join(sorted(REGISTRY))}")
-    checks = [("user_ref", user_ref)] + (
-        [("session_id", session_id)] if "session_id" in body else []
-    )
-    for name, value in checks:
-        if not isinstance(value, str) or not value.strip() or len(value) > MAX_REF_LENGTH:
-            return _bad(f"{name} must be a non-empty string of at most {MAX_REF_LENGTH} characters")
-    if "session_id" in body:
-        return _register(provider, session_id, user_ref)
-    options = body.get("options", {})
-    if not isinstance(options, dict):
-        return _bad("options must be a JSON object")
-    return _create(provider, user_ref, options)
+@spec.validate(
+    json=NewSession,
+    resp=answers(
+        guarded=True,
+        HTTP_200=(Session, "Already registered to this user"),
+        HTTP_201=(SessionMade, "Created at the provider, or registered"),
+        HTTP_404=(Error, "Provider not configured"),
+        HTTP_409=(Error, "Registered to another user"),
+        HTTP_502=(Error, "The provider did not create the session"),
+        HTTP_503=(
+            Error,
+            "The database is unavailable: retry after `Retry-After` seconds (checked before"
+            " the provider is called)",
+        ),
+    ),
+    tags=["sessions"],
+    security=bearer("backend"),
+)
+def post_session(json: NewSession):  # type: ignore[no-untyped-def]
+    """Create a session at a provider, or register one created elsewhere
+
+    `{provider, user_ref, options?}` creates the session at the provider;
+    `{provider, session_id, user_ref}` registers one created elsewhere.
+    """
+    if "session_id" in json.model_fields_set:
+        return _register(json.provider, json.session_id, json.user_ref)
+    return _create(json.provider, json.user_ref, json.options)
 
 
 def _create(provider: str, user_ref: str, options: dict[str, Any]):  # type: ignore[no-untyped-def]

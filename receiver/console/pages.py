@@ -17,10 +17,24 @@ from flask import Response, render_template, request, url_for
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from receiver.api.openapi import describe, query_param
 from receiver.canonical import utc
 from receiver.console import bp, queries
-from receiver.console.docs import FORM_POST, HTML, PAGE, form_body, text_param
+from receiver.console.docs import (
+    BAD_INPUT,
+    NOT_SIGNED_IN,
+    PAGE_SIZES,
+    ConsoleAuditExportQuery,
+    ConsoleAuditQuery,
+    ConsoleCsrfForm,
+    ConsoleEventQuery,
+    ConsoleEventsQuery,
+    ConsoleReplayForm,
+    ConsoleTimelineQuery,
+    answers,
+    console_route,
+    form_answers,
+    page_answers,
+)
 from receiver.console.security import error_page, operator_only, principal
 from receiver.providers import REGISTRY
 from receiver.services import get_services
@@ -30,7 +44,6 @@ from reconciler import audit_queries as aq
 from reconciler.replay import (
     FILTER_KEYS,
     MAX_ID,
-    MAX_REF_LENGTH,
     FilterError,
     ListRequest,
     NotFound,
@@ -47,30 +60,10 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 EVENT_STATES = [state.value for state in EventState]
-PAGE_SIZES = (25, 50, 100, 200)
 AUDIT_PAGE = 100
 TIMELINE_AUDIT_LIMIT = 500
 OVERDUE_SHOWN = 20
 REPLAYS_SHOWN = 5
-EVENT_ID = {"event_id": {"description": "stored event id", "schema": {"type": "integer"}}}
-
-EVENT_FILTER_PARAMS = (
-    text_param("provider", "only this provider", 32),
-    text_param("state", "only this state", 32),
-    text_param("session_id", "only this provider session", MAX_REF_LENGTH),
-    text_param("user_ref", "only this user", MAX_REF_LENGTH),
-    text_param("since", "received at or after: ISO 8601 time or an age (30m, 2h, 7d)", 64),
-    text_param("until", "received before: ISO 8601 time or an age", 64),
-)
-AUDIT_FILTER_PARAMS = (
-    text_param("user_ref", "only this user's entries", MAX_REF_LENGTH),
-    text_param("provider", "only this provider's entries", MAX_REF_LENGTH),
-    text_param("session_id", "only this session's entries", MAX_REF_LENGTH),
-    text_param("since", "entries at or after this ISO 8601 time", 64),
-    text_param("until", "entries before this ISO 8601 time", 64),
-)
-
-
 # ------------------------------------------------------------------ template helpers
 
 
@@ -111,30 +104,24 @@ def _given(names: tuple[str, ...]) -> dict[str, str]:
 
 
 @bp.get("/console.css")
-@describe(
-    summary="Console: its stylesheet",
-    tag="console",
-    responses={
-        200: {"description": "CSS", "content": {"text/css": {"schema": {"type": "string"}}}}
-    },
-)
+@console_route(answers(HTTP_200=(None, "The stylesheet"), media={"HTTP_200": ["text/css"]}))
 def stylesheet() -> Response:
-    """The console's one stylesheet (read once)."""
+    """Console: its stylesheet
+
+    The console's one stylesheet (read once).
+    """
     response = Response(_static("console.css"), mimetype="text/css")
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 
 @bp.get("/favicon.svg")
-@describe(
-    summary="Console: its icon",
-    tag="console",
-    responses={
-        200: {"description": "SVG", "content": {"image/svg+xml": {"schema": {"type": "string"}}}}
-    },
-)
+@console_route(answers(HTTP_200=(None, "The icon"), media={"HTTP_200": ["image/svg+xml"]}))
 def icon() -> Response:
-    """The console's tab icon."""
+    """Console: its icon
+
+    The console's tab icon.
+    """
     response = Response(_static("favicon.svg"), mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "public, max-age=86400"
     return response
@@ -146,13 +133,12 @@ def _static(name: str) -> bytes:
 
 
 @bp.get("/")
-@describe(
-    summary="Console: overview (events by state, queue, overdue sessions, scheduler leader)",
-    tag="console",
-    responses=PAGE,
-)
+@console_route(page_answers())
 def overview():  # type: ignore[no-untyped-def]
-    """Events by state, queue depth and age, failed/quarantined, overdue sessions, leader."""
+    """Console: overview (events by state, queue, overdue sessions, scheduler leader)
+
+    Events by state, queue depth and age, failed/quarantined, overdue sessions, leader.
+    """
     services = get_services()
     numbers = queries.overview(services)
     overdue, replays = [], []
@@ -174,18 +160,14 @@ def overview():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/events")
-@describe(
-    summary="Console: stored events, newest first, filtered, in pages",
-    tag="console",
-    query=(
-        *EVENT_FILTER_PARAMS,
-        query_param("limit", "events per page", {"type": "integer", "enum": list(PAGE_SIZES)}),
-        text_param("cursor", "the next page's cursor", 64),
-    ),
-    responses={**PAGE, 400: {"description": "A filter is not valid", "content": HTML}},
+@console_route(
+    page_answers(HTTP_400=(None, "A filter is not valid" + BAD_INPUT)), query=ConsoleEventsQuery
 )
 def events():  # type: ignore[no-untyped-def]
-    """Events with filters and cursor pagination (the API's own query)."""
+    """Console: stored events, newest first, filtered, in pages
+
+    Events with filters and cursor pagination (the API's own query).
+    """
     filters = _given(FILTER_KEYS)
     params: dict[str, str] = dict(filters)
     limit = request.args.get("limit", "").strip()
@@ -230,19 +212,13 @@ def _pretty_body(body: str | None) -> str | None:
 
 
 @bp.get("/events/<int:event_id>")
-@describe(
-    summary="Console: one event (metadata, errors, observations, the delivery)",
-    description=(
-        "The delivery is shown redacted (names and size); an operator may ask for the"
-        " decrypted headers and body with raw=1, which is written to the audit history."
-    ),
-    tag="console",
-    path=EVENT_ID,
-    query=(query_param("raw", "1: show the decrypted delivery (operators)", {"enum": ["1"]}),),
-    responses={**PAGE, 404: {"description": "No such event", "content": HTML}},
-)
+@console_route(page_answers(HTTP_404=(None, "No such event")), query=ConsoleEventQuery)
 def event(event_id: int):  # type: ignore[no-untyped-def]
-    """One event; the decrypted delivery on an operator's explicit request (audited)."""
+    """Console: one event (metadata, errors, observations, the delivery)
+
+    The delivery is shown redacted (names and size); an operator may ask for the decrypted
+    headers and body with raw=1, which is written to the audit history.
+    """
     if event_id > MAX_ID:
         return error_page(404, "No such event", f"No event has id {event_id}.")
     who = principal()
@@ -264,22 +240,20 @@ def event(event_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/events/<int:event_id>/replay")
-@describe(
-    summary="Console: replay one event now, or dry-run it (operators)",
-    tag="console",
-    path=EVENT_ID,
-    body=form_body({"dry_run": "1 for a dry run (nothing is changed)"}),
-    responses={
-        200: {"description": "What the replay changed (or would change)", "content": HTML},
-        302: {"description": "Not signed in: to the sign-in form"},
-        403: {"description": "Not an operator", "content": HTML},
-        404: {"description": "No such event", "content": HTML},
-        **FORM_POST,
-    },
+@console_route(
+    form_answers(
+        HTTP_200=(None, "What the replay changed (or would change)"),
+        HTTP_403=(None, "Not an operator"),
+        HTTP_404=(None, "No such event"),
+    ),
+    form=ConsoleReplayForm,
 )
 @operator_only
 def replay(event_id: int):  # type: ignore[no-untyped-def]
-    """Replay one event with the worker's code (audited as this operator) and show the effect."""
+    """Console: replay one event now, or dry-run it (operators)
+
+    Replays with the worker's code (audited as this operator) and shows the effect.
+    """
     if event_id > MAX_ID:
         return error_page(404, "No such event", f"No event has id {event_id}.")
     dry_run = request.form.get("dry_run") == "1"
@@ -293,14 +267,14 @@ def replay(event_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/timeline")
-@describe(
-    summary="Console: a user's verification timeline (sessions, their history, audit entries)",
-    tag="console",
-    query=(text_param("user_ref", "the user", MAX_REF_LENGTH),),
-    responses={**PAGE, 400: {"description": "Not a valid user ref", "content": HTML}},
+@console_route(
+    page_answers(HTTP_400=(None, "Not a valid user ref" + BAD_INPUT)), query=ConsoleTimelineQuery
 )
 def timeline():  # type: ignore[no-untyped-def]
-    """A user's status, sessions with their histories, and audit entries in time order."""
+    """Console: a user's verification timeline (sessions, their history, audit entries)
+
+    A user's status, sessions with their histories, and audit entries in time order.
+    """
     user_ref = request.args.get("user_ref", "").strip()
     if not user_ref:
         return render_template("console/timeline.html", user_ref="", timeline=None)
@@ -328,21 +302,14 @@ def _audit_filter() -> tuple[dict[str, str], aq.AuditFilter]:
 
 
 @bp.get("/audit")
-@describe(
-    summary="Console: the audit history, filtered, with export links and a verify button",
-    tag="console",
-    query=(
-        *AUDIT_FILTER_PARAMS,
-        query_param(
-            "after",
-            "continue after this seq",
-            {"type": "integer", "minimum": 0, "maximum": aq.MAX_SEQ},
-        ),
-    ),
-    responses={**PAGE, 400: {"description": "A filter is not valid", "content": HTML}},
+@console_route(
+    page_answers(HTTP_400=(None, "A filter is not valid" + BAD_INPUT)), query=ConsoleAuditQuery
 )
 def audit():  # type: ignore[no-untyped-def]
-    """The audit history in chain order, filtered, a page at a time."""
+    """Console: the audit history, filtered, with export links and a verify button
+
+    The audit history in chain order, filtered, a page at a time.
+    """
     filters: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
     next_url = problem = None
@@ -372,27 +339,20 @@ def audit():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/audit/export")
-@describe(
-    summary="Console: download the filtered audit history as CSV or JSON Lines",
-    tag="console",
-    query=(
-        *AUDIT_FILTER_PARAMS,
-        query_param("format", "csv or jsonl", {"type": "string", "enum": ["csv", "jsonl"]}),
+@console_route(
+    answers(
+        HTTP_200=(None, "The export, streamed"),
+        HTTP_302=NOT_SIGNED_IN,
+        HTTP_400=(None, "A filter is not valid" + BAD_INPUT),
+        media={"HTTP_200": ["text/csv", "application/x-ndjson"], "HTTP_400": ["text/html"]},
     ),
-    responses={
-        200: {
-            "description": "The export, streamed",
-            "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                "application/x-ndjson": {"schema": {"type": "string"}},
-            },
-        },
-        302: {"description": "Not signed in: to the sign-in form"},
-        400: {"description": "A filter is not valid", "content": HTML},
-    },
+    query=ConsoleAuditExportQuery,
 )
 def audit_export():  # type: ignore[no-untyped-def]
-    """The same export as `GET /api/v1/audit?format=csv|jsonl`, for a signed-in browser."""
+    """Console: download the filtered audit history as CSV or JSON Lines
+
+    The same export as `GET /api/v1/audit?format=csv|jsonl`, for a signed-in browser.
+    """
     fmt = request.args.get("format", "csv")
     try:
         _, flt = _audit_filter()
@@ -408,18 +368,14 @@ def audit_export():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/audit/verify")
-@describe(
-    summary="Console: verify the audit hash chain",
-    tag="console",
-    body=form_body({}),
-    responses={
-        200: {"description": "The verdict: ok, or the first bad entry", "content": HTML},
-        302: {"description": "Not signed in: to the sign-in form"},
-        **FORM_POST,
-    },
+@console_route(
+    form_answers(HTTP_200=(None, "The verdict: ok, or the first bad entry")), form=ConsoleCsrfForm
 )
 def audit_verify():  # type: ignore[no-untyped-def]
-    """Walk the chain; show ok with the count and head, or the first entry that does not chain."""
+    """Console: verify the audit hash chain
+
+    Walks the chain; shows ok with the count and head, or the first entry that does not chain.
+    """
     report = aq.verify_stored_chain(get_services().engine)
     return render_template(
         "console/audit.html",

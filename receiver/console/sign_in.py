@@ -8,9 +8,15 @@ from typing import Any
 from flask import redirect, render_template, request, session, url_for
 
 from receiver.api.auth import authenticate_token, known_tokens, token_digest
-from receiver.api.openapi import describe
 from receiver.console import bp
-from receiver.console.docs import FORM_POST, PAGE, REDIRECT, form_body, text_param
+from receiver.console.docs import (
+    ConsoleCsrfForm,
+    ConsoleSignInForm,
+    ConsoleSignInQuery,
+    console_route,
+    form_answers,
+    page_answers,
+)
 from receiver.console.security import CONSOLE_ROLES, error_page, new_session, safe_next
 
 log = logging.getLogger(__name__)
@@ -19,18 +25,12 @@ MAX_TOKEN_LENGTH = 512
 
 
 @bp.get("/sign-in")
-@describe(
-    summary="Console: the sign-in form",
-    tag="console",
-    query=(
-        text_param("next", "the console page to open after signing in"),
-        text_param("ended", "1 when the previous session ended because its token was revoked"),
-        text_param("signed_out", "1 right after signing out"),
-    ),
-    responses=PAGE,
-)
+@console_route(page_answers(), query=ConsoleSignInQuery)
 def sign_in():  # type: ignore[no-untyped-def]
-    """The sign-in form (a token field)."""
+    """Console: the sign-in form
+
+    A token field.
+    """
     return render_template(
         "console/sign_in.html",
         next=safe_next(request.args.get("next")),
@@ -40,19 +40,18 @@ def sign_in():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/sign-in")
-@describe(
-    summary="Console: sign in with an operator or auditor token",
-    tag="console",
-    body=form_body({"token": "the API token", "next": "where to go next"}),
-    responses={
-        **REDIRECT,
-        **FORM_POST,
-        401: {"description": "Not a valid token (the form again)"},
-        403: {"description": "A backend token (the console is not for it)"},
-    },
+@console_route(
+    form_answers(
+        HTTP_401=(None, "Not a valid token (the form again)"),
+        HTTP_403=(None, "A backend token (the console is not for it)"),
+    ),
+    form=ConsoleSignInForm,
 )
 def sign_in_post():  # type: ignore[no-untyped-def]
-    """Check the token; keep only its digest in the signed session cookie."""
+    """Console: sign in with an operator or auditor token
+
+    Checks the token; keeps only its digest in the signed session cookie.
+    """
     token = request.form.get("token", "").strip()
     found = (
         authenticate_token(token, known_tokens())
@@ -75,13 +74,11 @@ def sign_in_post():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/sign-out")
-@describe(
-    summary="Console: sign out",
-    tag="console",
-    body=form_body({}),
-    responses={**REDIRECT, **FORM_POST},
-)
+@console_route(form_answers(), form=ConsoleCsrfForm)
 def sign_out() -> Any:
-    """Forget the session."""
+    """Console: sign out
+
+    Forgets the session.
+    """
     session.clear()
     return redirect(url_for("console.sign_in", signed_out="1"))

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, RootModel, StringConstraints
 
-from receiver.api.schemas.common import MAX_REF_LENGTH, StrictBody
+from receiver.api.schemas.common import MAX_REF_LENGTH, StrictBody, absent
 from receiver.canonical import DecidedBy, Source, Status
 from receiver.providers import REGISTRY
 from receiver.store.models import Disposition
@@ -86,11 +86,7 @@ class NewSession(StrictBody):
 
     provider: ProviderName
     user_ref: NonBlank
-    session_id: NonBlank = Field(
-        default=None,  # absent: create; null is refused like any non-string
-        description="register a session made elsewhere",
-        json_schema_extra=lambda schema: schema.pop("default", None),  # type: ignore[misc]
-    )
+    session_id: NonBlank = absent("register a session made elsewhere (null is refused)")
     options: dict[str, Any] = Field(
         default_factory=dict, description="provider options for a new session"
     )
