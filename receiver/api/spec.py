@@ -26,6 +26,7 @@ stand-ins (`receiver/api/inbound.py`), registered with `@stands_in_for(endpoint)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from flask import Response as FlaskResponse
@@ -172,6 +173,13 @@ def _component_name(model: Any) -> str:
     return name
 
 
+def _version() -> str:
+    try:
+        return version("verihook")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
 spec = SpecTree(
     backend=AppPlugin,
     title="verihook",
@@ -181,7 +189,7 @@ spec = SpecTree(
         " `Authorization: Bearer <token>`; each operation's security requirement lists the"
         " token roles (backend, operator, auditor) it accepts."
     ),
-    version="0.0.0",  # openapi.py sets the installed package's version
+    version=_version(),
     mode="normal",
     annotations=True,
     before=answer_bad_input,
