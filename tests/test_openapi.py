@@ -15,8 +15,8 @@ from hypothesis.errors import Unsatisfiable
 from openapi_spec_validator import validate
 
 from app import create_app
-from receiver.api import openapi
 from reconciler import jobs
+from reconciler.api import openapi
 from tests.support.flow import API_TOKENS, OPERATOR, apply_all, send_contiguity
 from tests.support.signing import contiguity_event
 from tests.test_audit import build_app

@@ -1,0 +1,87 @@
+"""Signing in with an API token, and out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import redirect, render_template, request, session, url_for
+
+from reconciler.api.auth import authenticate_token, known_tokens, token_digest
+from reconciler.api.openapi import describe
+from reconciler.console import bp
+from reconciler.console.docs import FORM_POST, PAGE, REDIRECT, form_body, text_param
+from reconciler.console.security import CONSOLE_ROLES, error_page, new_session, safe_next
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN_LENGTH = 512
+
+
+@bp.get("/sign-in")
+@describe(
+    summary="Console: the sign-in form",
+    tag="console",
+    query=(
+        text_param("next", "the console page to open after signing in"),
+        text_param("ended", "1 when the previous session ended because its token was revoked"),
+        text_param("signed_out", "1 right after signing out"),
+    ),
+    responses=PAGE,
+)
+def sign_in():  # type: ignore[no-untyped-def]
+    """The sign-in form (a token field)."""
+    return render_template(
+        "console/sign_in.html",
+        next=safe_next(request.args.get("next")),
+        ended=request.args.get("ended") == "1",
+        signed_out=request.args.get("signed_out") == "1",
+    )
+
+
+@bp.post("/sign-in")
+@describe(
+    summary="Console: sign in with an operator or auditor token",
+    tag="console",
+    body=form_body({"token": "the API token", "next": "where to go next"}),
+    responses={
+        **REDIRECT,
+        **FORM_POST,
+        401: {"description": "Not a valid token (the form again)"},
+        403: {"description": "A backend token (the console is not for it)"},
+    },
+)
+def sign_in_post():  # type: ignore[no-untyped-def]
+    """Check the token; keep only its digest in the signed session cookie."""
+    token = request.form.get("token", "").strip()
+    found = (
+        authenticate_token(token, known_tokens())
+        if token and len(token) <= MAX_TOKEN_LENGTH
+        else None
+    )
+    target = safe_next(request.form.get("next"))
+    if found is None:
+        log.info("console sign-in refused: unknown token")
+        page = render_template("console/sign_in.html", next=target, refused=True)
+        return page, 401
+    if found.role not in CONSOLE_ROLES:
+        log.info("console sign-in refused for role %s", found.role)
+        return error_page(
+            403, "Not for this role", "The console is for operator and auditor tokens."
+        )
+    new_session(token_digest(token))
+    log.info("console sign-in: %s (%s)", found.name, found.role)
+    return redirect(target)
+
+
+@bp.post("/sign-out")
+@describe(
+    summary="Console: sign out",
+    tag="console",
+    body=form_body({}),
+    responses={**REDIRECT, **FORM_POST},
+)
+def sign_out() -> Any:
+    """Forget the session."""
+    session.clear()
+    return redirect(url_for("console.sign_in", signed_out="1"))
