@@ -17,23 +17,23 @@ if TYPE_CHECKING:  # imported inside create_app: `verihook --help` needs none of
     from receiver.settings import Settings
 
 COMMANDS = {
-    "up": "reconciler.up:up",
-    "web": "receiver.cli:web",
-    "worker": "reconciler.cli:worker",
-    "scheduler": "reconciler.cli:scheduler",
-    "db": "receiver.cli:db",
-    "outbox": "receiver.cli:outbox",
-    "events": "reconciler.events_cli:events",
-    "replay": "reconciler.events_cli:replay",
-    "sessions": "reconciler.cli:sessions",
-    "notifications": "reconciler.notify_cli:notifications",
-    "audit": "reconciler.audit_cli:audit",
-    "tokens": "reconciler.tokens:tokens",
-    "keys": "reconciler.cli:keys",
-    "purge": "reconciler.cli:purge",
-    "users": "reconciler.cli:users",
-    "simulate": "reconciler.cli:simulate",
-    "demo": "reconciler.demo:demo",
+    "up": "reconciler.cli.up:up",
+    "web": "reconciler.cli.web:web",
+    "worker": "reconciler.cli.processes:worker",
+    "scheduler": "reconciler.cli.processes:scheduler",
+    "db": "reconciler.cli.store:db",
+    "outbox": "reconciler.cli.store:outbox",
+    "events": "reconciler.cli.events:events",
+    "replay": "reconciler.cli.events:replay",
+    "sessions": "reconciler.cli.records:sessions",
+    "notifications": "reconciler.cli.notifications:notifications",
+    "audit": "reconciler.cli.audit:audit",
+    "tokens": "reconciler.cli.tokens:tokens",
+    "keys": "reconciler.cli.records:keys",
+    "purge": "reconciler.cli.records:purge",
+    "users": "reconciler.cli.records:users",
+    "simulate": "reconciler.cli.processes:simulate",
+    "demo": "reconciler.demo.run:demo",
 }
 """Every `verihook` command as "module:attribute", imported only when that command runs (or its
 help is shown): a command pays for its own imports, and `verihook --help` for none."""
@@ -88,15 +88,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """Build the Flask app from settings (read from the environment when not given)."""
     from flask import Flask
 
-    from receiver import console, health, requests, webhooks
-    from receiver.api import audit as api_audit
-    from receiver.api import erasure as api_erasure
-    from receiver.api import events as api_events
-    from receiver.api import openapi as api_openapi
-    from receiver.api import views as api_views
+    from receiver import health, requests, webhooks
     from receiver.logs import configure_logging
     from receiver.services import Services, init_app
     from receiver.settings import load_settings
+    from reconciler import console
+    from reconciler.api import audit as api_audit
+    from reconciler.api import erasure as api_erasure
+    from reconciler.api import events as api_events
+    from reconciler.api import openapi as api_openapi
+    from reconciler.api import views as api_views
 
     settings = settings or (services.settings if services else load_settings())
     configure_logging(settings.log_level)

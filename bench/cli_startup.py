@@ -30,7 +30,7 @@ COMMANDS = {
     "verihook events list --help": ["events", "list", "--help"],
     "verihook sessions list": ["sessions", "list"],
 }
-CLI_ONLY = ("reconciler.simulators", "reconciler.demo", "reconciler.events_cli", "reconciler.up")
+CLI_ONLY = ("reconciler.simulators", "reconciler.demo", "reconciler.cli")
 WEB_IMPORTS = """
 import sys
 from app import create_app

@@ -33,14 +33,14 @@ APP_PARTS = [
     "receiver.webhooks",
     "receiver.requests",
     "receiver.health",
-    "receiver.console",
+    "reconciler.console",
     "receiver.services",
     "receiver.logs",
-    "receiver.api.views",
-    "receiver.api.audit",
-    "receiver.api.events",
-    "receiver.api.erasure",
-    "receiver.api.openapi",
+    "reconciler.api.views",
+    "reconciler.api.audit",
+    "reconciler.api.events",
+    "reconciler.api.erasure",
+    "reconciler.api.openapi",
 ]
 """What `create_app()` imports (app.py imports nothing heavy at module level since issue 13)."""
 

@@ -38,7 +38,7 @@ from receiver.store.models import (
     OutboxEntry,
     utcnow,
 )
-from reconciler.audit import AuditDraft
+from reconciler.audit.chain import AuditDraft
 from reconciler.ordering import ordering_key
 from reconciler.planner import Policy, SessionFacts, after_event
 from reconciler.poller import SYNTHETIC_EXPIRY, expiry_observation

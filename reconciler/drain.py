@@ -25,7 +25,7 @@ from receiver.store.db import transaction
 from receiver.store.models import EventState, InboundEvent, OutboxEntry, utcnow
 from reconciler import notify
 from reconciler.apply import apply_parsed, claim_ready, parse_event
-from reconciler.audit import append_audit
+from reconciler.audit.chain import append_audit
 from reconciler.policies import policies
 
 log = logging.getLogger(__name__)

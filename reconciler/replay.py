@@ -55,7 +55,7 @@ from receiver.store.models import (
 from receiver.store.replay_models import Replay, ReplayState
 from reconciler import notify
 from reconciler.apply import parse_event
-from reconciler.audit import AuditDraft, append_audit
+from reconciler.audit.chain import AuditDraft, append_audit
 from reconciler.drain import DrainStats, _apply_batch, backoff_seconds
 from reconciler.event_queries import (  # noqa: F401  (the API, console and tests import them here)
     DEFAULT_LIMIT,

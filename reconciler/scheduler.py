@@ -27,12 +27,12 @@ from receiver.queue import wake_workers
 from receiver.services import Services
 from receiver.store.models import VerificationSession, utcnow
 from reconciler import notify
-from reconciler.audit_watch import AuditWatch
+from reconciler.audit.watch import AuditWatch
 from reconciler.leader import LeaderLock
 from reconciler.planner import Action, decide
 from reconciler.policies import policies
 from reconciler.poller import PollOutcome, _facts, claim, due_sessions, reconcile
-from reconciler.privacy import purge_expired
+from reconciler.privacy.lifecycle import purge_expired
 from reconciler.ratelimit import TokenBucket
 from reconciler.replay import resume_stale_replays
 
@@ -117,7 +117,7 @@ class Reconciler:
 
 def run_scheduler(services: Services, alive: Heartbeat | None = None) -> None:
     """Run forever: heartbeat the leader lock; while leader tick, sweep, purge and verify the
-    audit chain (reconciler/audit_watch.py).
+    audit chain (reconciler/audit/watch.py).
 
     `alive` (the `/healthz` of receiver/health_server.py) beats after every finished tick while
     leader, and at every lock heartbeat while follower: a leader whose tick hangs stops beating.

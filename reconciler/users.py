@@ -13,7 +13,7 @@ from sqlmodel import Session
 from receiver.canonical import DecidedBy, Status, utc
 from receiver.store.ledger_models import Notification
 from receiver.store.models import UserRecord, VerificationSession, utcnow
-from reconciler.audit import AuditDraft
+from reconciler.audit.chain import AuditDraft
 from reconciler.ordering import SessionStatus, user_status
 
 NOTIFICATION_TYPE = "verification.user_status.changed"

@@ -19,13 +19,14 @@ from sqlalchemy import event, select, text
 from sqlmodel import Session
 
 from app import create_app
-from receiver.api import audit as audit_api
-from receiver.api import openapi
 from receiver.store.db import transaction
 from receiver.store.ledger_models import AuditEntry, AuditHead
-from reconciler import audit_cli, jobs
-from reconciler import audit_queries as aq
-from reconciler.audit import AuditDraft, append_audit
+from reconciler import jobs
+from reconciler.api import audit as audit_api
+from reconciler.api import openapi
+from reconciler.audit import queries as aq
+from reconciler.audit.chain import AuditDraft, append_audit
+from reconciler.cli import audit as audit_cli
 from tests.support import signing
 from tests.support.flow import (
     API_TOKENS,
@@ -534,7 +535,7 @@ COLUMN_REASON = aq.COLUMNS.index("reason")
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised() -> None:
-    from reconciler.audit_queries import csv_cell
+    from reconciler.audit.queries import csv_cell
 
     assert csv_cell('=HYPERLINK("http://x.invalid","y")') == '\'=HYPERLINK("http://x.invalid","y")'
     risky = ("+1", "-1", "@SUM(A1)", "\tx")

@@ -1,4 +1,4 @@
-"""The scheduler's periodic audit-chain verification (reconciler/audit_watch.py) and its gauges.
+"""The scheduler's periodic audit-chain verification (reconciler/audit/watch.py) and its gauges.
 
 Incremental verifications cover the entries appended since the last one that passed, anchored on
 that entry's hash; a full one (daily, and after any failure) walks the whole chain. A real
@@ -14,7 +14,7 @@ import httpx
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from reconciler.audit_watch import AuditWatch
+from reconciler.audit.watch import AuditWatch
 from tests.support.processes import settings_env, verihook
 from tests.support.redis_server import free_port
 from tests.test_audit import insert_entries

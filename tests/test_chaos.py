@@ -16,8 +16,8 @@ import time
 import pytest
 
 from receiver.embedded_redis import EmbeddedRedis
-from reconciler.demo import run_demo
-from reconciler.demo_report import (
+from reconciler.demo.run import run_demo
+from reconciler.demo.verdict import (
     DEMO_CHAOS,
     DEMO_OUTCOMES,
     PlannedSession,

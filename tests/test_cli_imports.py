@@ -34,7 +34,7 @@ VERIHOOK_HEAVY = (
     "receiver.providers",
     "reconciler.replay",
     "reconciler.simulators",
-    "reconciler.demo",
+    "reconciler.demo.run",
 )
 
 
@@ -69,7 +69,7 @@ def test_the_receiver_worker_imports_no_cli_only_module(tmp_path: Path) -> None:
     code = (
         "import sys; from app import create_app; create_app(); "
         "print(sorted(m for m in sys.modules if m.startswith(('reconciler.simulators', "
-        "'reconciler.demo', 'reconciler.up', 'reconciler.events_cli', 'reconciler.cli'))))"
+        "'reconciler.demo', 'reconciler.cli'))))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERIHOOK_")}
     env |= {"PYTHONPATH": str(ROOT), "VERIHOOK_VAR_DIR": str(tmp_path)}

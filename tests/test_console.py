@@ -19,11 +19,6 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from app import create_app
-from receiver import console
-from receiver.api import openapi
-from receiver.api.auth import token_digest
-from receiver.api.tokens import create_token, revoke_token
-from receiver.console.secret import DEV_SECRET_FILE, secret_keys
 from receiver.exceptions import ConfigurationError
 from receiver.store.crypto import Keyring, new_key_spec
 from receiver.store.db import transaction
@@ -35,7 +30,11 @@ from receiver.store.models import (
     UserRecord,
     VerificationSession,
 )
-from reconciler import jobs
+from reconciler import console, jobs
+from reconciler.api import openapi
+from reconciler.api.auth import token_digest
+from reconciler.api.tokens import create_token, revoke_token
+from reconciler.console.secret import DEV_SECRET_FILE, secret_keys
 from reconciler.drain import drain_ready_events
 from reconciler.leader import LEADER_KEY
 from tests.support import signing
@@ -355,7 +354,7 @@ def test_the_development_secret_is_generated_once_under_var(site, tmp_path):  # 
 def test_a_store_failure_is_a_plain_503_page(site, monkeypatch):  # type: ignore[no-untyped-def]
     from sqlalchemy.exc import OperationalError
 
-    from receiver.console import queries
+    from reconciler.console import queries
 
     _, app = site
     client = signed_in(app)

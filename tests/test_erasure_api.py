@@ -15,10 +15,10 @@ from sqlmodel import Session
 from app import cli
 from receiver.providers.http import ProviderRejected, shared_client
 from receiver.store.ledger_models import AuditEntry
-from reconciler.audit import verify_chain
-from reconciler.privacy import pseudonym
+from reconciler.audit.chain import verify_chain
+from reconciler.cli.tokens import create_token
+from reconciler.privacy.lifecycle import pseudonym
 from reconciler.session_queries import find_session
-from reconciler.tokens import create_token
 from tests.support.processes import settings_env
 from tests.support.world import World, start_world, stop_world
 

@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from sqlalchemy import update
 
 from app import create_app
-from receiver.api.events import bp as events_bp
 from receiver.store.db import transaction
 from receiver.store.models import InboundEvent
 from reconciler import jobs
+from reconciler.api.events import bp as events_bp
+from reconciler.cli.events import events
 from reconciler.drain import drain_ready_events
-from reconciler.events_cli import events
 from tests.support import signing
 from tests.support.flow import (
     API_TOKENS,

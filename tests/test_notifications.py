@@ -24,7 +24,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from app import create_app
 from receiver.store.ledger_models import Notification, NotificationAttempt
 from receiver.store.models import utcnow
-from reconciler import jobs, notify, notify_cli
+from reconciler import jobs, notify
+from reconciler.cli import notifications as notify_cli
 from reconciler.drain import drain_ready_events
 from tests.support.notify_receiver import NotifyReceiver, Received
 from tests.support.redis_server import free_port

@@ -17,10 +17,10 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel
 
 from app import create_app
-from receiver.api import openapi
-from receiver.api.auth import ROLES
-from receiver.api.spec import VALIDATE_RESPONSES, answers, bearer, spec
 from reconciler import jobs
+from reconciler.api import openapi
+from reconciler.api.auth import ROLES
+from reconciler.api.spec import VALIDATE_RESPONSES, answers, bearer, spec
 from tests.support.flow import API_TOKENS, BACKEND, OPERATOR, apply_all, send_contiguity
 from tests.support.signing import contiguity_event
 from tests.test_audit import build_app

@@ -16,9 +16,9 @@ from receiver.store.crypto import Keyring, Sealed, new_key_spec
 from receiver.store.db import transaction
 from receiver.store.events import open_payload
 from receiver.store.models import InboundEvent, ObservationRecord
-from reconciler.audit import verify_chain
+from reconciler.audit.chain import verify_chain
 from reconciler.drain import drain_ready_events
-from reconciler.privacy import forget_user, purge_expired, rotate_keys
+from reconciler.privacy.lifecycle import forget_user, purge_expired, rotate_keys
 from tests.support import signing
 from tests.support.flow import send_contiguity, send_idenfy, send_idvapi
 

@@ -44,8 +44,8 @@ from receiver.store.models import (
     OutboxEntry,
     VerificationSession,
 )
-from reconciler.audit import verify_chain
-from reconciler.demo_report import (
+from reconciler.audit.chain import verify_chain
+from reconciler.demo.verdict import (
     DEMO_CHAOS,
     DEMO_OUTCOMES,
     PlannedSession,

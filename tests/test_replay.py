@@ -22,17 +22,17 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from app import create_app
-from receiver.api.events import bp as events_bp
-from receiver.api.tokens import create_token
 from receiver.canonical import DecidedBy, Status
 from receiver.providers import contiguity
 from receiver.store.crypto import Keyring, new_key_spec
 from receiver.store.models import EventState, InboundEvent, UserRecord, VerificationSession
 from receiver.store.replay_models import Replay
 from reconciler import jobs
-from reconciler.audit import verify_chain
+from reconciler.api.events import bp as events_bp
+from reconciler.api.tokens import create_token
+from reconciler.audit.chain import verify_chain
+from reconciler.cli.events import events, replay
 from reconciler.drain import drain_ready_events
-from reconciler.events_cli import events, replay
 from reconciler.replay import JOB, EventFilter, create_replay, run_replay
 from tests.support import signing
 from tests.support.flow import (
@@ -335,7 +335,7 @@ def test_kill_9_of_a_foreground_replay_loses_nothing_and_repeats_nothing(
     services, client = api
     failed_events(client, make_services, 60)
     row = create_replay(services, EventFilter(states=("failed",)), actor_name="carol")
-    code = "from reconciler.events_cli import replay; replay(prog_name='verihook replay')"
+    code = "from reconciler.cli.events import replay; replay(prog_name='verihook replay')"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--resume", str(row.id), "--batch-size", "1"],
         env=cli_env(services),

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 import pytest
 
 from app import create_app
-from receiver.api.events import bp as events_bp
-from receiver.api.tokens import create_token, revoke_token
 from reconciler import jobs
+from reconciler.api.events import bp as events_bp
+from reconciler.api.tokens import create_token, revoke_token
 from reconciler.drain import drain_ready_events
 from reconciler.replay import EventFilter, create_replay
 from tests.support import signing

@@ -152,7 +152,7 @@ def test_applying_an_event_twice_changes_nothing(api):  # type: ignore[no-untype
 
 def test_audit_entries_chain_and_name_each_change(api):  # type: ignore[no-untyped-def]
     from receiver.store.db import transaction
-    from reconciler.audit import verify_chain
+    from reconciler.audit.chain import verify_chain
 
     services, client = api
     for body in contiguity_story():

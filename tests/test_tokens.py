@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlmodel import Session, SQLModel
 
 from app import create_app
-from receiver.api.events import bp as events_bp
 from receiver.store.token_models import ApiToken
 from reconciler import jobs
-from reconciler.tokens import tokens
+from reconciler.api.events import bp as events_bp
+from reconciler.cli.tokens import tokens
 from tests.support.flow import API_TOKENS, OPERATOR
 from tests.support.processes import settings_env
 

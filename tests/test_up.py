@@ -30,8 +30,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from receiver.settings import Settings
-from reconciler.first_run import wants_simulators
-from reconciler.up import local_url
+from reconciler.cli.first_run import wants_simulators
+from reconciler.cli.up import local_url
 from tests.support import signing
 from tests.support.processes import ROOT
 from tests.support.redis_server import free_port

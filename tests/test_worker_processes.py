@@ -18,7 +18,7 @@ from receiver.store.models import (
     OutboxEntry,
     VerificationSession,
 )
-from reconciler.audit import verify_chain
+from reconciler.audit.chain import verify_chain
 from reconciler.drain import drain_ready_events
 from tests.support import signing
 from tests.support.flow import audit_rows, count, send_contiguity

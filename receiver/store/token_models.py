@@ -10,7 +10,7 @@ from receiver.store.models import utcnow
 
 
 class ApiToken(SQLModel, table=True):
-    """A bearer token with a role; `token_digest` is sha256(token) (receiver.api.auth)."""
+    """A bearer token with a role; `token_digest` is sha256(token) (reconciler.api.auth)."""
 
     __tablename__ = "api_tokens"
 

@@ -3,8 +3,8 @@
 The stack: a private PostgreSQL cluster (tests/support/pg_cluster.py) and a private Redis
 (tests/support/redis_server.py), two receivers (`verihook web`, each its own gunicorn with
 VERIHOOK_WEB_WORKERS=2 on its own port), three `verihook worker`s, two `verihook scheduler`s and the
-five provider simulators, configured like `verihook demo` (reconciler/demo.py `demo_env`) but with
-PostgreSQL and shorter intervals.
+five provider simulators, configured like `verihook demo` (reconciler/demo/run.py
+`demo_env`) but with PostgreSQL and shorter intervals.
 
 Provider traffic reaches the receivers the way it would in production, through a balancer: the
 simulators deliver to `Front`, an in-process HTTP relay that hands each request to the two
@@ -48,7 +48,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from receiver.providers.base import content_digest
 from receiver.store.models import InboundEvent, OutboxEntry, utcnow
 from reconciler import simulators
-from reconciler.demo import demo_env, free_port, simulator_credentials
+from reconciler.demo.run import demo_env, free_port, simulator_credentials
 from reconciler.leader import LEADER_KEY
 from tests.support import signing
 from tests.support.pg_cluster import PgCluster

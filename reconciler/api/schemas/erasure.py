@@ -1,0 +1,37 @@
+"""Erasing one person: `POST /api/v1/users/<user_ref>/forget`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from reconciler.api.schemas.common import StrictBody
+
+
+class ForgetRequest(StrictBody):
+    """`{"confirm": true, "at_provider"?: bool}`."""
+
+    confirm: Literal[True] = Field(description="must be true: erasing cannot be undone")
+    at_provider: bool = Field(False, description="ask providers with a deletion endpoint too")
+
+
+class ProviderErasure(BaseModel):
+    """What a provider answered for one session (reconciler/provider_erasure.py)."""
+
+    provider: str
+    session_id: str
+    outcome: Literal["deleted", "not_found", "unsupported", "failed"]
+    detail: str | None
+
+
+class Erasure(BaseModel):
+    """What was erased."""
+
+    user_ref: str = Field(description="the pseudonym the sessions now carry")
+    events: int
+    observations: int
+    sessions: int
+    notifications: int
+    audit_entries: int
+    at_provider: list[ProviderErasure]

@@ -1,0 +1,205 @@
+"""API views: users, sessions (read and register)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from sqlalchemy import select
+
+from receiver.services import get_services
+from receiver.store.db import transaction
+from receiver.store.models import ObservationRecord, UserRecord, VerificationSession, utcnow
+from receiver.store.sessions import session_row
+from reconciler.api.auth import require_role
+from reconciler.api.schemas.common import Error
+from reconciler.api.schemas.sessions import NewSession, Session, SessionDetail, SessionMade, User
+from reconciler.api.spec import answers, bearer, spec
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+READERS = ("backend", "operator", "auditor")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def session_json(row: VerificationSession) -> dict[str, Any]:
+    """A session as the API shows it."""
+    return {
+        "provider": row.provider,
+        "session_id": row.session_id,
+        "user_ref": row.user_ref,
+        "status": row.status,
+        "decided_by": row.decided_by,
+        "status_observed_at": _iso(row.status_observed_at),
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "next_check_at": _iso(row.next_check_at),
+        "overdue": row.overdue,
+    }
+
+
+def history_json(row: ObservationRecord) -> dict[str, Any]:
+    """One observation of a session's history (no PII: details stay encrypted)."""
+    import json
+
+    return {
+        "status": row.status,
+        "decided_by": row.decided_by,
+        "occurred_at": _iso(row.occurred_at),
+        "source": row.source,
+        "provider_status": row.provider_status,
+        "reasons": json.loads(row.reasons),
+        "event_id": row.event_id,
+        "disposition": row.disposition,
+        "recorded_at": _iso(row.recorded_at),
+    }
+
+
+@bp.get("/users/<user_ref>")
+@require_role(*READERS)
+@spec.validate(
+    resp=answers(
+        guarded=True,
+        HTTP_200=(User, "The user"),
+        HTTP_404=(User, "Never seen: status `unknown`"),
+    ),
+    tags=["users"],
+    security=bearer(*READERS),
+    path_parameter_descriptions={"user_ref": "the product's user reference"},
+)
+def get_user(user_ref: str):  # type: ignore[no-untyped-def]
+    """A user's verification status and sessions
+
+    404 with status `unknown` when the user was never seen.
+    """
+    with transaction(get_services().engine) as session:
+        record = session.get(UserRecord, user_ref)
+        sessions = list(
+            session.execute(
+                select(VerificationSession)
+                .where(VerificationSession.user_ref == user_ref)
+                .order_by(VerificationSession.id)
+            ).scalars()
+        )
+    if record is None:
+        body = {
+            "user_ref": user_ref,
+            "status": "unknown",
+            "decided_by": None,
+            "provider": None,
+            "session_id": None,
+            "updated_at": None,
+            "verified_at": None,
+            "sessions": [session_json(s) for s in sessions],
+        }
+        return jsonify(body), 404
+    return jsonify(
+        {
+            "user_ref": record.user_ref,
+            "status": record.status,
+            "decided_by": record.decided_by,
+            "provider": record.provider,
+            "session_id": record.session_id,
+            "updated_at": _iso(record.updated_at),
+            "verified_at": _iso(record.verified_at),
+            "sessions": [session_json(s) for s in sessions],
+        }
+    )
+
+
+@bp.get("/sessions/<provider>/<session_id>")
+@require_role(*READERS)
+@spec.validate(
+    resp=answers(
+        guarded=True,
+        HTTP_200=(SessionDetail, "The session"),
+        HTTP_404=(Error, "Unknown session"),
+    ),
+    tags=["sessions"],
+    security=bearer(*READERS),
+    path_parameter_descriptions={
+        "provider": "provider name",
+        "session_id": "the provider's session id",
+    },
+)
+def get_session(provider: str, session_id: str):  # type: ignore[no-untyped-def]
+    """A session, its status and its whole history"""
+    with transaction(get_services().engine) as session:
+        row = session_row(session, provider, session_id)
+        if row is None:
+            return jsonify({"error": "unknown session"}), 404
+        history = list(
+            session.execute(
+                select(ObservationRecord)
+                .where(ObservationRecord.session_pk == row.id)
+                .order_by(ObservationRecord.occurred_at, ObservationRecord.id)
+            ).scalars()
+        )
+    return jsonify({**session_json(row), "history": [history_json(h) for h in history]})
+
+
+def _bad(message: str, status: int = 400):  # type: ignore[no-untyped-def]
+    return jsonify({"error": message}), status
+
+
+@bp.post("/sessions")
+@require_role("backend")
+@spec.validate(
+    json=NewSession,
+    resp=answers(
+        guarded=True,
+        HTTP_200=(Session, "Already registered to this user"),
+        HTTP_201=(SessionMade, "Created at the provider, or registered"),
+        HTTP_404=(Error, "Provider not configured"),
+        HTTP_409=(Error, "Registered to another user"),
+        HTTP_502=(Error, "The provider did not create the session"),
+        HTTP_503=(
+            Error,
+            "The database is unavailable: retry after `Retry-After` seconds (checked before"
+            " the provider is called)",
+        ),
+    ),
+    tags=["sessions"],
+    security=bearer("backend"),
+)
+def post_session(json: NewSession):  # type: ignore[no-untyped-def]
+    """Create a session at a provider, or register one created elsewhere
+
+    `{provider, user_ref, options?}` creates the session at the provider;
+    `{provider, session_id, user_ref}` registers one created elsewhere.
+    """
+    if "session_id" in json.model_fields_set:
+        return _register(json.provider, json.session_id, json.user_ref)
+    return _create(json.provider, json.user_ref, json.options)
+
+
+def _create(provider: str, user_ref: str, options: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from receiver.providers.http import ProviderRejected, ProviderUnavailable
+    from reconciler.session_queries import create_session
+
+    services = get_services()
+    if not services.providers[provider].is_enabled():
+        return _bad(f"provider {provider} is not configured", 404)
+    try:
+        row, start_url = create_session(services, provider, user_ref, options)
+    except (ProviderUnavailable, ProviderRejected) as exc:
+        return _bad(f"the provider did not create the session ({type(exc).__name__})", 502)
+    return jsonify(
+        {"provider": provider, "session_id": row.session_id, "start_url": start_url}
+    ), 201
+
+
+def _register(provider: str, session_id: str, user_ref: str):  # type: ignore[no-untyped-def]
+    with transaction(get_services().engine) as session:
+        row = session_row(session, provider, session_id)
+        if row is not None and row.user_ref not in (None, user_ref):
+            return _bad("session is registered to another user", 409)
+        created = row is None
+        row = row or VerificationSession(provider=provider, session_id=session_id)
+        row.user_ref, row.updated_at = user_ref, utcnow()
+        session.add(row)
+        session.flush()
+        answer = session_json(row)
+    return jsonify(answer), 201 if created else 200

@@ -1,0 +1,158 @@
+"""Operator commands on stored records: `sessions`, `keys rotate`, `purge`, `users forget`."""
+
+from __future__ import annotations
+
+import click
+
+from receiver.terminal import echo, safe
+from reconciler.cli.common import services_or_exit
+
+
+@click.group()
+def sessions() -> None:
+    """Verification sessions: list them, reconcile one now."""
+
+
+@sessions.command("list")
+@click.option("--provider", default=None, help="Only this provider's sessions.")
+@click.option("--status", default=None, help="Only sessions in this canonical status.")
+@click.option("--overdue", is_flag=True, help="Only sessions flagged overdue.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def sessions_list(provider: str | None, status: str | None, overdue: bool, limit: int) -> None:
+    """List sessions, most recently updated first."""
+    from reconciler.session_queries import list_sessions
+
+    services = services_or_exit()
+    try:
+        rows = list_sessions(
+            services, provider=provider, status=status, overdue=overdue, limit=limit
+        )
+    finally:
+        services.close()
+    click.echo(
+        f"{'provider':<11} {'session_id':<38} {'user_ref':<20} {'status':<15} "
+        f"{'by':<7} {'next check':<20} overdue"
+    )
+    for row in rows:
+        next_check = row.next_check_at.strftime("%Y-%m-%d %H:%M:%S") if row.next_check_at else "-"
+        echo(
+            f"{safe(row.provider):<11} {safe(row.session_id):<38} {safe(row.user_ref or '-'):<20} "
+            f"{row.status:<15} {row.decided_by:<7} {next_check:<20} "
+            f"{'yes' if row.overdue else 'no'}"
+        )
+
+
+@sessions.command("reconcile")
+@click.argument("provider")
+@click.argument("session_id")
+def sessions_reconcile(provider: str, session_id: str) -> None:
+    """Poll one session now and apply the answer, showing its status before and after."""
+    from reconciler.session_queries import reconcile_now
+
+    services = services_or_exit()
+    try:
+        before, outcome, after = reconcile_now(services, provider, session_id)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        services.close()
+    echo(f"before: {safe(before)}")
+    echo(f"poll:   {safe(outcome)}")
+    echo(f"after:  {safe(after)}")
+
+
+@click.group()
+def keys() -> None:
+    """Encryption keys."""
+
+
+@keys.command("rotate")
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 100_000))
+def keys_rotate(batch: int) -> None:
+    """Re-encrypt every stored payload to the newest key (the first in VERIHOOK_ENCRYPTION_KEYS).
+
+    Resumable: run it again after an interruption. Afterwards the old keys can be dropped.
+    """
+    from receiver.exceptions import DecryptionError
+    from reconciler.privacy.lifecycle import rotate_keys, rows_to_rotate
+
+    services = services_or_exit()
+    try:
+        total = rows_to_rotate(services)
+        with click.progressbar(length=total, label="re-encrypting") as bar:
+            stats = rotate_keys(services, batch=batch, progress=bar.update)
+    except DecryptionError as exc:
+        raise click.ClickException(f"stopped: {exc}") from exc
+    finally:
+        services.close()
+    click.echo(
+        f"re-encrypted {stats.total} row(s) to key {services.keyring.current_key_id!r}: "
+        + ", ".join(f"{table} {n}" for table, n in stats.rotated.items())
+    )
+
+
+@click.command()
+@click.option(
+    "--days",
+    type=click.IntRange(0, None),
+    default=None,
+    help="Retention in days (default: VERIHOOK_RETENTION_DAYS).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be purged.")
+def purge(days: int | None, dry_run: bool) -> None:
+    """Purge raw deliveries and personal details older than the retention period."""
+    from reconciler.privacy.lifecycle import purge_expired
+
+    services = services_or_exit()
+    try:
+        stats = purge_expired(
+            services,
+            days=services.settings.retention_days if days is None else days,
+            dry_run=dry_run,
+        )
+    finally:
+        services.close()
+    verb = "would purge" if dry_run else "purged"
+    click.echo(
+        f"{verb} {stats.event_payloads} raw deliveries and {stats.observation_details} "
+        f"observation details received before {stats.cutoff.isoformat()}"
+    )
+
+
+@click.group()
+def users() -> None:
+    """User records."""
+
+
+@users.command("forget")
+@click.argument("user_ref")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--at-provider",
+    is_flag=True,
+    help="Also ask providers with a deletion endpoint (docverify) to delete the sessions.",
+)
+def users_forget(user_ref: str, yes: bool, at_provider: bool) -> None:
+    """Erase one person's personal data (statuses and the audit chain stay verifiable)."""
+    from reconciler.privacy.at_providers import erase_at_providers, sessions_of
+    from reconciler.privacy.lifecycle import forget_user
+
+    if not yes:
+        click.confirm(f"Erase every stored piece of personal data of {user_ref!r}?", abort=True)
+    services = services_or_exit()
+    try:
+        sessions = sessions_of(services, user_ref) if at_provider else []
+        stats = forget_user(services, user_ref, actor="cli")
+        at_providers = erase_at_providers(services, sessions)
+    finally:
+        services.close()
+    click.echo(
+        f"erased: {stats.events} event(s), {stats.observations} observation(s), "
+        f"{stats.sessions} session(s) renamed to {stats.user_ref_digest}, "
+        f"{stats.notifications} notification(s), {stats.audit_entries} audit ref(s)"
+    )
+    for outcome in at_providers:
+        detail = f" ({safe(outcome.detail)})" if outcome.detail else ""
+        echo(f"at {outcome.provider}: session {safe(outcome.session_id)} {outcome.outcome}{detail}")
+    if any(outcome.outcome == "failed" for outcome in at_providers):
+        raise click.ClickException("some providers did not delete; run again to retry them")

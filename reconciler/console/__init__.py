@@ -1,0 +1,71 @@
+"""The web console at /console: server-rendered pages for operators and auditors, no JavaScript.
+
+Sign in with an API token (operator or auditor; the backend role gets 403). The signed session
+cookie holds only the token's digest and a CSRF token; every request looks the digest up again
+among the valid tokens, so a revoked token loses access at once. Every POST carries the session's
+CSRF token. Every answer carries a strict Content-Security-Policy (no script at all) and the other
+security headers; pages with data are never cached. See `security.py`.
+
+`init_app(app)` registers the blueprint and configures the session cookie and its signing key
+(`secret.py`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, Flask, Request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
+
+from receiver.services import get_services
+from receiver.settings import Settings
+
+bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")
+
+ENABLED_KEY = "VERIHOOK_CONSOLE_ENABLED"
+"""App config flag: False when no signing secret is available (production without one)."""
+SESSION_HOURS = 12
+"""A console sign-in lasts this long (the cookie's signed timestamp is checked)."""
+
+
+class ConsoleSessions(SecureCookieSessionInterface):
+    """The signed session cookie exists only under /console: every other request (each provider
+    delivery) skips building a signer and reading a cookie."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        """A null session outside the console."""
+        if not request.path.startswith(bp.url_prefix or "/console"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    """Set the session cookie's signing key(s) and attributes on `app`."""
+    from reconciler.console.secret import secret_keys
+
+    app.session_interface = ConsoleSessions()
+    keys = secret_keys(settings)
+    app.config[ENABLED_KEY] = bool(keys)
+    if keys:
+        app.config["SECRET_KEY"] = keys[0]
+        app.config["SECRET_KEY_FALLBACKS"] = keys[1:]
+    app.config.update(
+        SESSION_COOKIE_NAME="verihook_console",
+        SESSION_COOKIE_PATH="/console",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=settings.env != "development",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Register the console on an app built by `create_app` (its services are attached)."""
+    with app.app_context():
+        settings = get_services().settings
+    configure(app, settings)
+    app.register_blueprint(bp)
+    app.after_request(security.security_headers)
+
+
+from reconciler.console import pages, security, sign_in  # noqa: E402,F401  (routes on bp)

@@ -1,0 +1,276 @@
+"""PII lifecycle: re-encrypt to the newest key, purge after retention, erase one person.
+
+Every stored field that can hold PII is a sealed blob with its key id: an event's raw delivery
+(`inbound_events.payload_blob`) and an observation's details (`observations.details_blob`).
+Statuses, sessions and the audit chain hold no PII beyond user refs, so they are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Table, delete, func, select, update
+
+from receiver.services import Services
+from receiver.store.crypto import Sealed
+from receiver.store.db import transaction
+from receiver.store.events import payload_aad
+from receiver.store.ledger_models import AuditEntry, Notification
+from receiver.store.models import (
+    InboundEvent,
+    ObservationRecord,
+    UserRecord,
+    VerificationSession,
+    utcnow,
+)
+from reconciler.audit.chain import AuditDraft, append_audit
+
+Progress = Callable[[int], None]
+
+_EVENTS: Table = InboundEvent.__table__  # type: ignore[attr-defined]
+_OBSERVATIONS: Table = ObservationRecord.__table__  # type: ignore[attr-defined]
+
+
+def _event_aad(row) -> bytes:  # type: ignore[no-untyped-def]
+    return payload_aad(row.provider, row.dedupe_key)
+
+
+def _observation_aad(row) -> bytes:  # type: ignore[no-untyped-def]
+    return f"observation:{row.session_pk}:{row.observation_key}".encode()
+
+
+SEALED_COLUMNS = (
+    (_EVENTS, "payload_blob", ("provider", "dedupe_key"), _event_aad),
+    (_OBSERVATIONS, "details_blob", ("session_pk", "observation_key"), _observation_aad),
+)
+"""Every sealed column: its table, the blob column, the AAD's columns, and how to build the AAD."""
+
+
+@dataclass
+class RotationStats:
+    """Rows re-encrypted per table."""
+
+    rotated: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """All rows re-encrypted."""
+        return sum(self.rotated.values())
+
+
+def rows_to_rotate(services: Services) -> int:
+    """How many sealed rows are not under the newest key yet."""
+    current = services.keyring.current_key_id
+    with transaction(services.engine) as session:
+        return sum(
+            session.execute(
+                select(func.count())
+                .select_from(table)
+                .where(table.c[blob].is_not(None), table.c.key_id != current)
+            ).scalar_one()
+            for table, blob, _, _ in SEALED_COLUMNS
+        )
+
+
+def rotate_keys(
+    services: Services, *, batch: int = 500, progress: Progress | None = None
+) -> RotationStats:
+    """Re-encrypt every sealed row to the newest key, a committed batch at a time.
+
+    Resumable by construction: a rotated row carries the new key id and is not selected again.
+    A row that cannot be decrypted stops the run with a DecryptionError naming its key id.
+    """
+    keyring, current = services.keyring, services.keyring.current_key_id
+    stats = RotationStats()
+    for table, blob, aad_columns, aad in SEALED_COLUMNS:
+        stats.rotated[table.name] = 0
+        while True:
+            with transaction(services.engine) as session:
+                conn = session.connection()
+                rows = conn.execute(
+                    select(
+                        table.c.id,
+                        table.c.key_id,
+                        table.c[blob],
+                        *[table.c[c] for c in aad_columns],
+                    )
+                    .where(table.c[blob].is_not(None), table.c.key_id != current)
+                    .order_by(table.c.id)
+                    .limit(batch)
+                ).all()
+                for row in rows:
+                    plain = keyring.open(Sealed(row.key_id, row[2]), aad=aad(row))
+                    sealed = keyring.seal(plain, aad=aad(row))
+                    conn.execute(
+                        update(table)
+                        .where(table.c.id == row.id)
+                        .values({blob: sealed.blob, "key_id": sealed.key_id})
+                    )
+            if not rows:
+                break
+            stats.rotated[table.name] += len(rows)
+            if progress:
+                progress(len(rows))
+    return stats
+
+
+@dataclass(frozen=True)
+class PurgeStats:
+    """What a purge removed (or would remove, in a dry run)."""
+
+    cutoff: datetime
+    event_payloads: int
+    observation_details: int
+    dry_run: bool
+
+
+def purge_expired(
+    services: Services, *, days: int, dry_run: bool = False, now: datetime | None = None
+) -> PurgeStats:
+    """Drop raw deliveries and PII details older than `days`; keep statuses and the audit."""
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    event_filter = (_EVENTS.c.received_at < cutoff, _EVENTS.c.payload_blob.is_not(None))
+    obs_filter = (_OBSERVATIONS.c.recorded_at < cutoff, _OBSERVATIONS.c.details_blob.is_not(None))
+    with transaction(services.engine) as session:
+        conn = session.connection()
+        if dry_run:
+            events = conn.execute(
+                select(func.count()).select_from(_EVENTS).where(*event_filter)
+            ).scalar_one()
+            details = conn.execute(
+                select(func.count()).select_from(_OBSERVATIONS).where(*obs_filter)
+            ).scalar_one()
+        else:
+            events = conn.execute(
+                update(_EVENTS)
+                .where(*event_filter)
+                .values(payload_blob=None, key_id=None, purged_at=utcnow())
+            ).rowcount
+            details = conn.execute(
+                update(_OBSERVATIONS).where(*obs_filter).values(details_blob=None, key_id=None)
+            ).rowcount
+    return PurgeStats(
+        cutoff=cutoff, event_payloads=events, observation_details=details, dry_run=dry_run
+    )
+
+
+def pseudonym(user_ref: str) -> str:
+    """What replaces an erased user's ref: stable, not reversible without the ref."""
+    return "erased:" + hashlib.sha256(user_ref.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class ErasureStats:
+    """What erasing one person touched."""
+
+    user_ref_digest: str
+    events: int
+    observations: int
+    sessions: int
+    notifications: int
+    audit_entries: int
+
+
+def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStats:
+    """Erase one person: shred their raw deliveries and details, pseudonymise their refs,
+    delete their notifications, blank their ref in the audit (the chain covers only its digest),
+    and record the erasure in the audit history. Statuses stay, under the pseudonym."""
+    alias = pseudonym(user_ref)
+    with transaction(services.engine) as session:
+        conn = session.connection()
+        session_pks = list(
+            conn.execute(
+                select(VerificationSession.id).where(VerificationSession.user_ref == user_ref)
+            ).scalars()
+        )
+        sessions = conn.execute(
+            update(VerificationSession)
+            .where(VerificationSession.user_ref == user_ref)
+            .values(user_ref=alias)
+        ).rowcount
+        observations = (
+            conn.execute(
+                update(_OBSERVATIONS)
+                .where(_OBSERVATIONS.c.session_pk.in_(session_pks))
+                .values(details_blob=None, key_id=None)
+            ).rowcount
+            if session_pks
+            else 0
+        )
+        session_ids = (
+            conn.execute(
+                select(VerificationSession.provider, VerificationSession.session_id).where(
+                    VerificationSession.id.in_(session_pks)
+                )
+            ).all()
+            if session_pks
+            else []
+        )
+        events = _shred_events(conn, user_ref, alias, session_ids)
+        conn.execute(
+            update(VerificationSession)
+            .where(VerificationSession.session_id == user_ref)
+            .values(session_id=alias)
+        )
+        conn.execute(
+            update(_EVENTS).where(_EVENTS.c.session_id == user_ref).values(session_id=alias)
+        )
+        conn.execute(
+            update(AuditEntry).where(AuditEntry.session_id == user_ref).values(session_id=None)
+        )
+        notifications = conn.execute(
+            delete(Notification).where(Notification.user_ref == user_ref)
+        ).rowcount
+        audit = conn.execute(
+            update(AuditEntry).where(AuditEntry.user_ref == user_ref).values(user_ref=None)
+        ).rowcount
+        conn.execute(delete(UserRecord).where(UserRecord.user_ref == user_ref))
+        append_audit(
+            session,
+            [
+                AuditDraft(
+                    actor=actor,
+                    source="operator",
+                    subject="user",
+                    provider=None,
+                    session_id=None,
+                    user_ref=None,
+                    previous_status=None,
+                    new_status=None,
+                    decided_by=None,
+                    event_id=None,
+                    reason=f"erased personal data of {alias}",
+                )
+            ],
+        )
+    return ErasureStats(
+        user_ref_digest=alias,
+        events=events,
+        observations=observations,
+        sessions=sessions,
+        notifications=notifications,
+        audit_entries=audit,
+    )
+
+
+def _shred_events(conn, user_ref: str, alias: str, session_ids) -> int:  # type: ignore[no-untyped-def]
+    """Shred the raw deliveries of the person's events (by user ref or by their sessions)."""
+    touched = conn.execute(
+        update(_EVENTS)
+        .where(_EVENTS.c.user_ref == user_ref)
+        .values(user_ref=alias, payload_blob=None, key_id=None, purged_at=utcnow())
+    ).rowcount
+    for provider, session_id in session_ids:
+        touched += conn.execute(
+            update(_EVENTS)
+            .where(
+                _EVENTS.c.provider == provider,
+                _EVENTS.c.session_id == session_id,
+                _EVENTS.c.payload_blob.is_not(None),
+            )
+            .values(payload_blob=None, key_id=None, purged_at=utcnow())
+        ).rowcount
+    return touched
