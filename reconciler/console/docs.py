@@ -55,6 +55,16 @@ def form_answers(**codes: Any) -> Response:
     )
 
 
+def export_answers() -> Response:
+    """The audit export's answers: the file, streamed, or why not."""
+    return answers(
+        HTTP_200=(None, "The export, streamed"),
+        HTTP_302=NOT_SIGNED_IN,
+        HTTP_400=(None, "A filter is not valid" + BAD_INPUT),
+        media={"HTTP_200": ["text/csv", "application/x-ndjson"], "HTTP_400": ["text/html"]},
+    )
+
+
 def console_route(
     resp: Response, query: type[BaseModel] | None = None, form: type[BaseModel] | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

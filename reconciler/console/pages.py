@@ -26,7 +26,6 @@ from reconciler.audit import queries as aq
 from reconciler.console import bp, queries
 from reconciler.console.docs import (
     BAD_INPUT,
-    NOT_SIGNED_IN,
     PAGE_SIZES,
     ConsoleAuditExportQuery,
     ConsoleAuditQuery,
@@ -37,6 +36,7 @@ from reconciler.console.docs import (
     ConsoleTimelineQuery,
     answers,
     console_route,
+    export_answers,
     form_answers,
     page_answers,
 )
@@ -339,15 +339,7 @@ def audit():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/audit/export")
-@console_route(
-    answers(
-        HTTP_200=(None, "The export, streamed"),
-        HTTP_302=NOT_SIGNED_IN,
-        HTTP_400=(None, "A filter is not valid" + BAD_INPUT),
-        media={"HTTP_200": ["text/csv", "application/x-ndjson"], "HTTP_400": ["text/html"]},
-    ),
-    query=ConsoleAuditExportQuery,
-)
+@console_route(export_answers(), query=ConsoleAuditExportQuery)
 def audit_export():  # type: ignore[no-untyped-def]
     """Console: download the filtered audit history as CSV or JSON Lines
 
