@@ -26,6 +26,7 @@ from receiver.store.models import EventState, InboundEvent, OutboxEntry, utcnow
 from reconciler import notify
 from reconciler.apply import apply_parsed, claim_ready, parse_event
 from reconciler.audit.chain import append_audit
+from reconciler.backoff import exponential_backoff
 from reconciler.policies import policies
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class DrainStats:
 
 def backoff_seconds(attempts: int) -> float:
     """Exponential backoff for a failed event: 2, 4, 8 … seconds, capped."""
-    return min(BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0), BACKOFF_MAX_SECONDS)
+    return exponential_backoff(attempts - 1, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_MAX_SECONDS)
 
 
 def _apply_batch(

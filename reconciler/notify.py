@@ -34,6 +34,7 @@ from receiver.signatures import sign_standard_webhook
 from receiver.store.db import transaction
 from receiver.store.ledger_models import Notification, NotificationAttempt
 from receiver.store.models import utcnow
+from reconciler.backoff import exponential_backoff
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class NotificationNotFound(LookupError):
 def backoff_seconds(attempts: int, base: float | None = None) -> float:
     """Seconds to wait after `attempts` failed attempts: base, 2·base, 4·base …, capped."""
     base = BACKOFF_BASE_SECONDS if base is None else base
-    return min(base * 2 ** max(attempts - 1, 0), BACKOFF_MAX_SECONDS)
+    return exponential_backoff(attempts - 1, base=base, cap=BACKOFF_MAX_SECONDS)
 
 
 def user_key(user_ref: str) -> str:

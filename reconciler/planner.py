@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from receiver.canonical import Status, is_terminal
+from reconciler.backoff import exponential_backoff
 
 
 class Mode(StrEnum):
@@ -102,7 +103,8 @@ def policy_for(
 
 def backoff(policy: Policy, attempts: int) -> timedelta:
     """The wait after `attempts` polls: interval × 2^attempts, capped at max_interval."""
-    return timedelta(seconds=min(policy.poll_interval * 2 ** max(attempts, 0), policy.max_interval))
+    seconds = exponential_backoff(attempts, base=policy.poll_interval, cap=policy.max_interval)
+    return timedelta(seconds=seconds)
 
 
 def first_check(policy: Policy, created_at: datetime) -> datetime:
