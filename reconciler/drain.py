@@ -58,7 +58,7 @@ def backoff_seconds(attempts: int) -> float:
     return exponential_backoff(attempts - 1, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_MAX_SECONDS)
 
 
-def _apply_batch(
+def apply_batch(
     session: Session,
     services: Services,
     event_ids: list[int],
@@ -66,6 +66,12 @@ def _apply_batch(
     *,
     replay: bool = False,
 ) -> None:
+    """Re-parse and apply these events in the caller's transaction, counting into `stats`.
+
+    What the worker runs on a claimed batch, and what a replay runs (`replay=True`: its audit
+    entries have source `replay`). An event that does not parse is quarantined; a missing key
+    raises DecryptionError. The audit head is locked last.
+    """
     events = session.execute(select(InboundEvent).where(InboundEvent.id.in_(event_ids))).scalars()
     parsed: dict[int, tuple[InboundEvent, Parsed]] = {}
     for event in events:
@@ -178,7 +184,7 @@ def drain_ready_events(services: Services, *, max_seconds: float = 60.0) -> Drai
                 ids = claim_ready(session, size)
                 if not ids:
                     break
-                _apply_batch(session, services, ids, stats)
+                apply_batch(session, services, ids, stats)
             stats.batches += 1
             _observe_applied(stats)
         except Exception:  # the batch boundary: isolate the poison event(s) one by one
@@ -204,7 +210,7 @@ def _apply_one_by_one(services: Services, ids: list[int], stats: DrainStats) -> 
         try:
             with transaction(services.engine) as session:
                 if claim_one(session, event_id):
-                    _apply_batch(session, services, [event_id], stats)
+                    apply_batch(session, services, [event_id], stats)
         except Exception as exc:  # a job boundary: record on our row, never mark done
             stats.failed += 1
             inc(APPLY_FAILURES)

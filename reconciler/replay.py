@@ -1,7 +1,7 @@
 """Find stored events, and replay them with the worker's own code: one, or in bulk by filter.
 
 Replaying an event = putting it back in the outbox (attempts reset, available now) and applying
-it with `reconciler.drain._apply_batch(..., replay=True)`, the function a worker runs, so its
+it with `reconciler.drain.apply_batch(..., replay=True)`, the function a worker runs, so its
 audit entries have source `replay`. Today's code re-parses the stored delivery: a quarantined
 event that today's code understands is applied; one it still does not understand stays
 quarantined with today's parse error. An event that cannot be applied at all (its key is not in
@@ -16,8 +16,8 @@ commit together, so a run that stops anywhere resumes after its last committed b
 nothing twice.
 
 Lock order (no deadlock with workers): replay row → outbox rows → events → sessions (SKIP LOCKED)
-→ users → audit head, which is taken last by `_apply_batch`. A dry run applies all its events in
-one `_apply_batch` call for the same reason.
+→ users → audit head, which is taken last by `apply_batch`. A dry run applies all its events in
+one `apply_batch` call for the same reason.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from receiver.store.replay_models import Replay, ReplayState
 from reconciler import notify
 from reconciler.apply import parse_event
 from reconciler.audit.chain import AuditDraft, append_audit
-from reconciler.drain import DrainStats, _apply_batch, backoff_seconds
+from reconciler.drain import DrainStats, apply_batch, backoff_seconds
 from reconciler.event_queries import (  # noqa: F401  (the API, console and tests import them here)
     DEFAULT_LIMIT,
     FILTER_KEYS,
@@ -382,7 +382,7 @@ def replay_batch(
     Each event is re-parsed first, to learn the sessions and users it touches (their states are
     read before and after) and to set apart the ones that cannot be applied at all: those are
     marked failed and put back in the outbox with the worker's backoff. The rest are reset in
-    the outbox and applied by the worker's `_apply_batch` with audit source `replay`.
+    the outbox and applied by the worker's `apply_batch` with audit source `replay`.
     """
     ids = sorted(set(event_ids))
     events = list(
@@ -402,14 +402,14 @@ def replay_batch(
             user_refs.add(event.user_ref)
         provider = services.providers.get(event.provider)
         if provider is None:
-            to_apply.append(event.id)  # `_apply_batch` quarantines it, as the worker does
+            to_apply.append(event.id)  # `apply_batch` quarantines it, as the worker does
             continue
         try:
             parsed = parse_event(event, provider, services.keyring)
         except DecryptionError as exc:  # a missing key: failed and retried, as the worker does
             failures[event.id] = f"{type(exc).__name__}: {str(exc)[:500]}"
             continue
-        except Exception:  # ParseError or a parser crash: `_apply_batch` quarantines it with
+        except Exception:  # ParseError or a parser crash: `apply_batch` quarantines it with
             to_apply.append(event.id)  # today's message, as the worker does
             continue
         to_apply.append(event.id)
@@ -460,7 +460,7 @@ def replay_batch(
 
     stats = DrainStats()
     if to_apply:
-        _apply_batch(session, services, to_apply, stats, replay=True)
+        apply_batch(session, services, to_apply, stats, replay=True)
 
     sessions_after = _session_states(session, session_keys)
     user_refs |= {meta["user_ref"] for _, meta in sessions_after.values() if meta["user_ref"]}
