@@ -5,26 +5,10 @@ from __future__ import annotations
 import logging
 
 from receiver.queue import clear_wake_flag
-from receiver.services import Services
-from receiver.settings import load_settings
 from reconciler.drain import DrainStats, drain_ready_events
+from reconciler.job_services import services, use_services  # noqa: F401  (tests call jobs.use_services)
 
 log = logging.getLogger(__name__)
-_services: Services | None = None
-
-
-def services() -> Services:
-    """This worker process's services (built on first use, then reused by every job)."""
-    global _services
-    if _services is None:
-        _services = Services.build(load_settings())
-    return _services
-
-
-def use_services(value: Services | None) -> None:
-    """Install the services jobs use (the worker command and tests call this)."""
-    global _services
-    _services = value
 
 
 def apply_ready_events() -> dict[str, int]:

@@ -35,6 +35,7 @@ from receiver.store.db import transaction
 from receiver.store.ledger_models import Notification, NotificationAttempt
 from receiver.store.models import utcnow
 from reconciler.backoff import exponential_backoff
+from reconciler.job_services import services as job_services
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,6 @@ def deliver_user_notifications(
     budget_seconds: float | None = None,
 ) -> int:
     """RQ job: deliver one user's due notifications in order, alone; how many were delivered."""
-    from reconciler.jobs import services as job_services  # jobs → drain → this module
-
     services = job_services()
     if not services.settings.notify_url or services.settings.notify_secret is None:
         raise ConfigurationError("notifications need VERIHOOK_NOTIFY_URL and _NOTIFY_SECRET")

@@ -77,6 +77,7 @@ from reconciler.event_queries import (  # noqa: F401  (the API, console and test
     parse_limit,
     parse_time,
 )
+from reconciler.job_services import services as job_services
 
 log = logging.getLogger(__name__)
 
@@ -789,8 +790,6 @@ def replay_json(row: Replay) -> dict[str, Any]:
 
 def run_replay_job(replay_id: int, budget_seconds: float | None = None) -> dict[str, Any]:
     """RQ job: work a replay for a while; if it is not done, queue a fresh job to go on."""
-    from reconciler.jobs import services as job_services  # jobs → drain; keep imports one-way
-
     services = job_services()
     row = run_replay(
         services,

@@ -36,10 +36,11 @@ def worker(burst: bool) -> None:
     from receiver.health_server import Heartbeat
     from receiver.logs import configure_logging
     from reconciler import jobs
+    from reconciler.job_services import use_services
 
     services = services_or_exit()
     configure_logging(services.settings.log_level)
-    jobs.use_services(services)
+    use_services(services)
     queue = services.settings.queue_name
     if not burst:
         from reconciler.worker_loop import run_worker
