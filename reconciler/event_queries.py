@@ -235,7 +235,8 @@ def list_events(session: Session, request: ListRequest) -> tuple[list[InboundEve
     return rows, encode_cursor(rows[-1].id) if more and rows else None  # type: ignore[arg-type]
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
+    """A time as ISO 8601, None for None."""
     return value.isoformat() if value is not None else None
 
 
@@ -250,12 +251,12 @@ def event_json(event: InboundEvent) -> dict[str, Any]:
         "session_id": event.session_id,
         "user_ref": event.user_ref,
         "dedupe_key": event.dedupe_key,
-        "received_at": _iso(event.received_at),
-        "updated_at": _iso(event.updated_at),
-        "applied_at": _iso(event.applied_at),
+        "received_at": iso_time(event.received_at),
+        "updated_at": iso_time(event.updated_at),
+        "applied_at": iso_time(event.applied_at),
         "attempts": event.attempts,
         "last_error": event.last_error,
         "parse_error": event.parse_error,
         "key_id": event.key_id,
-        "purged_at": _iso(event.purged_at),
+        "purged_at": iso_time(event.purged_at),
     }

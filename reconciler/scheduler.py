@@ -34,7 +34,7 @@ from reconciler.policies import policies
 from reconciler.poller import PollOutcome, _facts, claim, due_sessions, reconcile
 from reconciler.privacy.lifecycle import purge_expired
 from reconciler.ratelimit import TokenBucket
-from reconciler.replay import resume_stale_replays
+from reconciler.replay.queueing import resume_stale_replays
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,10 @@ from reconciler.api.tokens import create_token
 from reconciler.audit.chain import verify_chain
 from reconciler.cli.events import events, replay
 from reconciler.drain import drain_ready_events
-from reconciler.replay import JOB, EventFilter, create_replay, run_replay
+from reconciler.event_queries import EventFilter
+from reconciler.replay.execution import run_replay
+from reconciler.replay.queueing import JOB, resume_stale_replays
+from reconciler.replay.runs import create_replay
 from tests.support import signing
 from tests.support.flow import (
     API_TOKENS,
@@ -327,6 +330,24 @@ def test_replay_job_hands_over_to_a_fresh_job_until_done(api, make_services, eng
     SimpleWorker([queue.name], connection=services.redis).work(burst=True)
     assert replay_row(engine, row.id).state == "done"
     assert_exactly_once(engine, row.id, 12)
+
+
+def test_a_job_queued_under_the_old_module_path_is_resumed_by_the_sweep(api, make_services, engine):  # type: ignore[no-untyped-def]
+    """An upgrade: a job queued as `reconciler.replay.run_replay_job` (before replay became a
+    package) fails to import and leaves its replay pending; the sweep queues it again."""
+    services, client = api
+    failed_events(client, make_services, 3)
+    row = create_replay(services, EventFilter(states=("failed",)), actor_name="dave")
+    services.redis.flushdb()
+    queue = Queue(services.settings.queue_name, connection=services.redis)
+    old = queue.enqueue_call("reconciler.replay.run_replay_job", args=(row.id,))
+    SimpleWorker([queue.name], connection=services.redis).work(burst=True)
+    assert old.get_status(refresh=True) == "failed"
+    assert replay_row(engine, row.id).state == "pending"
+    assert resume_stale_replays(services, stale_after_seconds=0) == [row.id]
+    SimpleWorker([queue.name], connection=services.redis).work(burst=True)
+    assert replay_row(engine, row.id).state == "done"
+    assert_exactly_once(engine, row.id, 3)
 
 
 def test_kill_9_of_a_foreground_replay_loses_nothing_and_repeats_nothing(

@@ -21,7 +21,8 @@ from reconciler import jobs
 from reconciler.api.events import bp as events_bp
 from reconciler.api.tokens import create_token, revoke_token
 from reconciler.drain import drain_ready_events
-from reconciler.replay import EventFilter, create_replay
+from reconciler.event_queries import EventFilter
+from reconciler.replay.runs import create_replay
 from tests.support import signing
 from tests.support.flow import API_TOKENS, AUDITOR, BACKEND, OPERATOR, send_contiguity
 

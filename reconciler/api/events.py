@@ -35,21 +35,13 @@ from reconciler.api.schemas.events import (
     ReplayRequest,
 )
 from reconciler.api.spec import answers, bearer, spec
-from reconciler.replay import (
-    MAX_ID,
-    FilterError,
-    NotFound,
-    QueueUnavailable,
-    dry_run,
-    event_json,
-    list_replays,
-    replay_event,
-    replay_json,
-    show_event,
-    start_replay,
-)
-from reconciler.replay import get_replay as load_replay
-from reconciler.replay import list_events as query_events
+from reconciler.event_queries import MAX_ID, FilterError, NotFound, event_json
+from reconciler.event_queries import list_events as query_events
+from reconciler.replay.execution import dry_run, replay_event
+from reconciler.replay.queueing import QueueUnavailable, start_replay
+from reconciler.replay.runs import get_replay as load_replay
+from reconciler.replay.runs import list_replays
+from reconciler.replay.shaping import replay_json, show_event
 
 bp = Blueprint("events_api", __name__, url_prefix="/api/v1")
 READERS = ("operator", "auditor")

@@ -131,7 +131,7 @@ def events_show(event_id: int, redacted: bool, as_json: bool) -> None:
 
     Control characters in what the provider sent are shown escaped (`\\x1b`), never raw.
     """
-    from reconciler.replay import show_event
+    from reconciler.replay.shaping import show_event
 
     services = services_or_exit()
     try:
@@ -179,7 +179,7 @@ def events_show(event_id: int, redacted: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON like the API.")
 def events_replay(event_id: int, dry_run: bool, as_json: bool) -> None:
     """Process one event again now, with the worker's code."""
-    from reconciler.replay import replay_event
+    from reconciler.replay.execution import replay_event
 
     services = services_or_exit()
     try:
@@ -284,7 +284,9 @@ def _bulk(
     batch_size: int | None,
     as_json: bool,
 ) -> None:
-    from reconciler.replay import QueueUnavailable, create_replay, dry_run, enqueue_replay
+    from reconciler.replay.execution import dry_run
+    from reconciler.replay.queueing import QueueUnavailable, enqueue_replay
+    from reconciler.replay.runs import create_replay
 
     effect = _computed(lambda: dry_run(services, flt))
     if as_json and only_dry_run:
@@ -329,7 +331,8 @@ def _run_foreground(
     as_json: bool,
 ) -> None:
     from receiver.store.replay_models import ReplayState
-    from reconciler.replay import get_replay, replay_json
+    from reconciler.replay.runs import get_replay
+    from reconciler.replay.shaping import replay_json
 
     try:
         row = get_replay(services, replay_id)
@@ -371,7 +374,7 @@ def _with_progress(
             bar.length = max(current.total, 1)
             bar.update(count)
 
-        from reconciler.replay import run_replay
+        from reconciler.replay.execution import run_replay
 
         try:
             return run_replay(

@@ -41,7 +41,7 @@ from reconciler.console.docs import (
     page_answers,
 )
 from reconciler.console.security import error_page, operator_only, principal
-from reconciler.replay import (
+from reconciler.event_queries import (
     FILTER_KEYS,
     MAX_ID,
     FilterError,
@@ -49,11 +49,10 @@ from reconciler.replay import (
     NotFound,
     event_json,
     list_events,
-    list_replays,
-    replay_event,
-    replay_json,
-    show_event,
 )
+from reconciler.replay.execution import replay_event
+from reconciler.replay.runs import list_replays
+from reconciler.replay.shaping import replay_json, show_event
 from reconciler.session_queries import list_sessions
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,136 @@
+"""Replay a batch of stored events inside the caller's transaction, with the worker's code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+
+from receiver.exceptions import DecryptionError
+from receiver.services import Services
+from receiver.store.models import EventState, InboundEvent, OutboxEntry, utcnow
+from reconciler.apply import parse_event
+from reconciler.drain import DrainStats, apply_batch, backoff_seconds
+from reconciler.replay.effects import Effect, session_states, user_states
+
+FAILURES_LIST_LIMIT = 100
+"""Events that could not be applied listed in a summary (with their error)."""
+
+
+def _upsert_outbox(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert or reset outbox rows, in event id order (the lock order workers use too)."""
+    if not rows:
+        return
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = OutboxEntry.__table__  # type: ignore[attr-defined]
+    stmt = module.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["event_id"],
+        set_={
+            "available_at": stmt.excluded.available_at,
+            "attempts": stmt.excluded.attempts,
+            "enqueued_at": None,
+        },
+    )
+    session.execute(stmt, sorted(rows, key=lambda r: r["event_id"]))
+
+
+def replay_batch(
+    session: Session, services: Services, event_ids: Iterable[int], effect: Effect
+) -> DrainStats:
+    """Replay events inside the caller's transaction and fold their effect into `effect`.
+
+    Each event is re-parsed first, to learn the sessions and users it touches (their states are
+    read before and after) and to set apart the ones that cannot be applied at all: those are
+    marked failed and put back in the outbox with the worker's backoff. The rest are reset in
+    the outbox and applied by the worker's `apply_batch` with audit source `replay`.
+    """
+    ids = sorted(set(event_ids))
+    events = list(
+        session.execute(
+            select(InboundEvent).where(col(InboundEvent.id).in_(ids)).order_by(col(InboundEvent.id))
+        ).scalars()
+    )
+    to_apply: list[int] = []
+    failures: dict[int, str] = {}
+    session_keys: set[tuple[str, str]] = set()
+    user_refs: set[str] = set()
+    for event in events:
+        assert event.id is not None
+        if event.session_id:
+            session_keys.add((event.provider, event.session_id))
+        if event.user_ref:
+            user_refs.add(event.user_ref)
+        provider = services.providers.get(event.provider)
+        if provider is None:
+            to_apply.append(event.id)  # `apply_batch` quarantines it, as the worker does
+            continue
+        try:
+            parsed = parse_event(event, provider, services.keyring)
+        except DecryptionError as exc:  # a missing key: failed and retried, as the worker does
+            failures[event.id] = f"{type(exc).__name__}: {str(exc)[:500]}"
+            continue
+        except Exception:  # ParseError or a parser crash: `apply_batch` quarantines it with
+            to_apply.append(event.id)  # today's message, as the worker does
+            continue
+        to_apply.append(event.id)
+        if parsed.session_id:
+            session_keys.add((event.provider, parsed.session_id))
+        if parsed.user_ref:
+            user_refs.add(parsed.user_ref)
+    sessions_before = session_states(session, session_keys)
+    user_refs |= {meta["user_ref"] for _, meta in sessions_before.values() if meta["user_ref"]}
+    users_before = user_states(session, user_refs)
+
+    now = utcnow()
+    retry_at = now + timedelta(seconds=backoff_seconds(1))
+    retried = services.settings.apply_max_attempts > 1  # else a failure leaves the outbox
+    _upsert_outbox(
+        session,
+        [
+            {
+                "event_id": event_id,
+                "created_at": now,
+                "available_at": retry_at if event_id in failures else now,
+                "attempts": 1 if event_id in failures else 0,
+            }
+            for event_id in ids
+            if event_id in to_apply or (event_id in failures and retried)
+        ],
+    )
+    if failures and not retried:
+        outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
+        session.execute(delete(outbox).where(outbox.c.event_id.in_(sorted(failures))))
+    events_table = InboundEvent.__table__  # type: ignore[attr-defined]
+    if to_apply:
+        session.execute(
+            update(events_table)
+            .where(events_table.c.id.in_(to_apply))
+            .values(attempts=0, updated_at=now)
+        )
+    for event_id, message in sorted(failures.items()):
+        session.execute(
+            update(events_table)
+            .where(events_table.c.id == event_id)
+            .values(state=EventState.FAILED.value, attempts=1, last_error=message, updated_at=now)
+        )
+        if len(effect.failures) < FAILURES_LIST_LIMIT:
+            effect.failures.append({"event_id": event_id, "error": message})
+    for event in events:  # their ORM copies predate these updates
+        session.expire(event)
+
+    stats = DrainStats()
+    if to_apply:
+        apply_batch(session, services, to_apply, stats, replay=True)
+
+    sessions_after = session_states(session, session_keys)
+    user_refs |= {meta["user_ref"] for _, meta in sessions_after.values() if meta["user_ref"]}
+    users_after = user_states(session, user_refs)
+    effect.add_counts(stats, len(events), len(failures))
+    effect.add_changes("sessions", sessions_before, sessions_after)
+    effect.add_changes("users", users_before, users_after)
+    return stats
