@@ -1,6 +1,7 @@
 """Bearer tokens with roles: `backend`, `operator`, `auditor` (DESIGN §3).
 
-Bootstrap tokens come from `VERIHOOK_API_TOKENS` (`role:token,…`). Tokens are compared by their
+Bootstrap tokens come from `VERIHOOK_API_TOKENS` (`role:token,…`), stored ones from the
+`api_tokens` table (created and revoked by `receiver.api.tokens`). Tokens are compared by their
 sha256 in constant time against every known token; a token never reaches a log.
 """
 
@@ -14,9 +15,13 @@ from functools import wraps
 from typing import Any
 
 from flask import g, jsonify, request
+from sqlalchemy import Engine, select
+from sqlmodel import col
 
 from receiver.services import get_services
 from receiver.settings import Settings, split_csv
+from receiver.store.db import transaction
+from receiver.store.token_models import ApiToken
 
 ROLES = frozenset({"backend", "operator", "auditor"})
 
@@ -42,6 +47,19 @@ def bootstrap_tokens(settings: Settings) -> dict[str, Principal]:
         if role in ROLES and token:
             tokens[token_digest(token)] = Principal(role=role, name=f"env-{role}-{index}")
     return tokens
+
+
+def stored_principals(engine: Engine) -> dict[str, Principal]:
+    """Digest → principal for every stored token that is not revoked."""
+    query = select(col(ApiToken.token_digest), col(ApiToken.role), col(ApiToken.name)).where(
+        col(ApiToken.revoked_at).is_(None)
+    )
+    with transaction(engine) as session:
+        return {
+            digest: Principal(role=role, name=name)
+            for digest, role, name in session.execute(query)
+            if role in ROLES
+        }
 
 
 def authenticate_token(token: str, known: dict[str, Principal]) -> Principal | None:
@@ -84,7 +102,5 @@ def require_role(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., An
 
 def known_tokens() -> dict[str, Principal]:
     """Every token this process accepts: the bootstrap tokens and the stored, unrevoked ones."""
-    from reconciler.api.tokens import stored_principals  # tokens.py imports this module
-
     services = get_services()
     return {**stored_principals(services.engine), **bootstrap_tokens(services.settings)}

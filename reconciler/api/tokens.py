@@ -1,9 +1,10 @@
-"""Stored API tokens: create (the token is returned once), list, revoke, and look them up.
+"""Stored API tokens: create (the token is returned once), list and revoke them.
 
 Only sha256(token) is stored (`reconciler.api.auth.token_digest`); the plaintext exists in the
 return value of `create_token` and nowhere else. Names starting with `env-` are reserved for the
 bootstrap tokens of `VERIHOOK_API_TOKENS`. The caller passes an engine; each function is one
-transaction.
+transaction. Looking a token up on a request is `reconciler.api.auth`'s (this module imports it,
+not the other way round).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlmodel import col
 from receiver.store.db import transaction
 from receiver.store.models import utcnow
 from receiver.store.token_models import ApiToken
-from reconciler.api.auth import ROLES, Principal, token_digest
+from reconciler.api.auth import ROLES, token_digest
 
 TOKEN_PREFIX = "vh_"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,47}$")
@@ -94,16 +95,3 @@ def revoke_token(engine: Engine, name: str) -> ApiToken:
             row.revoked_at = utcnow()
             session.add(row)
         return row
-
-
-def stored_principals(engine: Engine) -> dict[str, Principal]:
-    """Digest → principal for every stored token that is not revoked."""
-    query = select(col(ApiToken.token_digest), col(ApiToken.role), col(ApiToken.name)).where(
-        col(ApiToken.revoked_at).is_(None)
-    )
-    with transaction(engine) as session:
-        return {
-            digest: Principal(role=role, name=name)
-            for digest, role, name in session.execute(query)
-            if role in ROLES
-        }
