@@ -6,24 +6,23 @@ among the valid tokens, so a revoked token loses access at once. Every POST carr
 CSRF token. Every answer carries a strict Content-Security-Policy (no script at all) and the other
 security headers; pages with data are never cached. See `security.py`.
 
-`init_app(app)` registers the blueprint and configures the session cookie and its signing key
-(`secret.py`).
+`init_app(app)` registers the blueprint (`blueprint.py`; its routes are in `pages.py`,
+`event_pages.py`, `audit_pages.py` and `sign_in.py`) and configures the session cookie and its
+signing key (`secret.py`).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, Flask, Request
+from flask import Flask, Request
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from receiver.services import get_services
 from receiver.settings import Settings
+from reconciler.console import audit_pages, event_pages, pages, security, sign_in  # noqa: F401
+from reconciler.console.blueprint import ENABLED_KEY, bp
 
-bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")
-
-ENABLED_KEY = "VERIHOOK_CONSOLE_ENABLED"
-"""App config flag: False when no signing secret is available (production without one)."""
 SESSION_HOURS = 12
 """A console sign-in lasts this long (the cookie's signed timestamp is checked)."""
 
@@ -66,6 +65,3 @@ def init_app(app: Flask) -> None:
     configure(app, settings)
     app.register_blueprint(bp)
     app.after_request(security.security_headers)
-
-
-from reconciler.console import pages, security, sign_in  # noqa: E402,F401  (routes on bp)

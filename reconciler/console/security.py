@@ -26,7 +26,7 @@ from flask.wrappers import Response
 
 from receiver.services import get_services
 from reconciler.api.auth import Principal, known_tokens
-from reconciler.console import ENABLED_KEY, bp
+from reconciler.console.blueprint import ENABLED_KEY, bp
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from flask import redirect, render_template, request, session, url_for
 
 from reconciler.api.auth import authenticate_token, known_tokens, token_digest
-from reconciler.console import bp
+from reconciler.console.blueprint import bp
 from reconciler.console.docs import (
     ConsoleCsrfForm,
     ConsoleSignInForm,
