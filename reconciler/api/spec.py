@@ -57,6 +57,18 @@ STAND_INS: dict[str, Callable[..., Any]] = {}
 """Endpoint → a described stand-in, for views whose module must not import this package."""
 
 
+PLAIN_WORDS = {
+    "bool_type": "{field} must be true or false",
+    "bool_parsing": "{field} must be true or false",
+    "extra_forbidden": "unknown field {field}",
+    "model_type": "{field} must be a JSON object",
+    "dict_type": "{field} must be a JSON object",
+    "missing": "{field} is required",
+}
+"""pydantic error types worded as the CLI and the rest of the API word them (pydantic's own
+text names classes: "a valid dictionary or instance of ReplayFilter")."""
+
+
 def error_message(error: ValidationError) -> str:
     """The first problem, naming the field: `user_ref: String should have at most 128 …`."""
     first = error.errors(include_url=False)[0]
@@ -65,6 +77,8 @@ def error_message(error: ValidationError) -> str:
         return str(first["msg"])
     if not field:
         return "expected a JSON object"
+    if first["type"] in PLAIN_WORDS:
+        return PLAIN_WORDS[first["type"]].format(field=field)
     return f"{field}: {first['msg']}"
 
 

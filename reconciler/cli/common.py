@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # each command imports what it needs: `verihook --help` stays
 
     from receiver.services import Services
 
+
 def settings_or_exit() -> Settings:
     """Load the settings, turning any configuration problem into a clean CLI failure."""
     try:
