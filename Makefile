@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv run test lint fuzz bench chaos demo clean
+.PHONY: venv run test check lint fuzz bench chaos demo clean
 CHAOS_DELIVERIES ?= 3000
+TEST_WORKERS ?= auto
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +21,20 @@ run: venv
 	$(VENV)/bin/verihook up
 
 ## test: the whole suite on SQLite and PostgreSQL with a real Redis (and promtool for the alert
-## rules: .ci/install-promtool installs Debian's prometheus package when run as root)
+## rules: .ci/install-promtool installs Debian's prometheus package when run as root), on
+## TEST_WORKERS pytest-xdist workers (default: one per CPU; each has its own database and
+## redis-server). Tests marked `processes` run on one worker, one at a time (tests/conftest.py).
+## About 3-4 minutes on 2 CPUs. TEST_WORKERS=0 runs everything in one process.
 test: venv
 	.ci/install-promtool || echo "promtool is not installed: the alert-rule tests skip"
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+## check: the fast loop, under a minute: ruff, then the tests marked `unit` (pure core and unit
+## tests: ordering, signatures, status parsers, settings, terminal escaping, deploy files; no
+## PostgreSQL, Redis or child process). `make test` runs them too.
+check: venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
 
 ## chaos: the chaos tests at full size (a short form of each is part of `make test`)
 chaos: venv

@@ -4,6 +4,9 @@
   create a private database per test session, dropped at the end. When it is unreachable the
   PostgreSQL variants are skipped, unless VERIHOOK_REQUIRE_POSTGRES=1 (CI).
 - Redis: a private redis-server started for the test session (tests/support/redis_server.py).
+- pytest-xdist (`make test` runs `pytest -n auto --dist loadgroup`): each worker is a session of
+  its own, so it has its own database, redis-server and temporary root; the grouping of tests
+  onto workers is `pytest_collection_modifyitems` below.
 """
 
 from __future__ import annotations
@@ -48,6 +51,26 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if config.option.basetemp is None and not hasattr(config, "workerinput"):
         config.option.basetemp = tempfile.mkdtemp(prefix="verihook-tests-")
+
+
+PROCESS_GROUP = "processes"
+"""The pytest-xdist group of every test marked `processes`."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `pytest -n N --dist loadgroup` (`make test`): one module is one unit of work, as
+    with `--dist loadfile`, except that every test marked `processes` (real process stacks,
+    wall-clock windows, signals) joins one group: those run on one worker, one after the other,
+    never two of them at once. That group goes first (the longest unit, so the other worker
+    takes everything else meanwhile). Without xdist nothing changes."""
+    if not hasattr(config, "workerinput"):
+        return
+    for item in items:
+        marked = item.get_closest_marker("processes") is not None
+        group = PROCESS_GROUP if marked else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.get_closest_marker("processes") is None)  # stable
 
 
 def provider_settings() -> dict[str, dict[str, str]]:

@@ -36,6 +36,8 @@ from tests.support import signing
 from tests.support.processes import ROOT
 from tests.support.redis_server import free_port
 
+pytestmark = pytest.mark.processes
+
 START_SECONDS = 60.0
 
 
@@ -241,6 +243,7 @@ def test_a_second_ctrl_c_forces(tmp_path: Path) -> None:
             httpx.get(f"{up.url}/healthz", timeout=1)
 
 
+@pytest.mark.unit
 def test_simulators_only_in_development_with_no_provider_configured() -> None:
     assert wants_simulators(Settings())
     assert not wants_simulators(Settings(env="production"))
