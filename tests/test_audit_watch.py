@@ -11,7 +11,6 @@ import signal
 import time
 
 import httpx
-import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
@@ -88,7 +87,6 @@ def anchored_hash(engine, seq: int) -> str:  # type: ignore[no-untyped-def]
         ).scalar_one()
 
 
-@pytest.mark.processes
 def test_the_scheduler_leader_verifies_and_exports_it(services):  # type: ignore[no-untyped-def]
     insert_entries(services.engine, 3)
     port = free_port()

@@ -37,8 +37,6 @@ POLICY = {
     "max_poll_interval_seconds": 8.0,
     "rate_limit_per_second": 100.0,
 }
-pytestmark = pytest.mark.processes
-
 SESSIONS = 250
 SETTLE_TIMEOUT_SECONDS = 45.0
 QUIET_SECONDS = POLICY["webhook_deadline_seconds"] + 1.0

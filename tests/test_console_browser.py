@@ -21,7 +21,7 @@ from tests.support.flow import API_TOKENS, send_contiguity
 from tests.support.live_server import live_server
 from tests.test_console import OPERATOR_TOKEN, console_app, fail_event
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.processes]
+pytestmark = pytest.mark.timeout(120)
 USER = "user-browser"
 
 

@@ -14,8 +14,6 @@ from receiver.health_server import Heartbeat, parse_bind, start_health_server
 from tests.support.processes import settings_env, verihook
 from tests.support.redis_server import free_port
 
-pytestmark = pytest.mark.processes
-
 
 def wait_for(url: str, status: int = 200, timeout: float = 20.0) -> httpx.Response:
     deadline = time.monotonic() + timeout

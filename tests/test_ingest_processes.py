@@ -30,8 +30,6 @@ from tests.support import signing
 from tests.support.processes import ROOT, settings_env
 from tests.support.redis_server import free_port
 
-pytestmark = pytest.mark.processes
-
 SERVERS = {
     "shipped": ["-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
     "sync": ["-w", "2", "-k", "sync", "app:app"],

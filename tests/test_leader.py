@@ -6,14 +6,11 @@ import os
 import signal
 import time
 
-import pytest
 from redis import Redis
 
 from reconciler.leader import LEADER_KEY, LeaderLock
 from tests.support.processes import settings_env, verihook
 from tests.support.world import start_world, stop_world
-
-pytestmark = pytest.mark.processes
 
 LOCK_SECONDS = 2.0
 

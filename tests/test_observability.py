@@ -112,7 +112,6 @@ def test_request_id_is_echoed_and_logged_and_secret_paths_redacted(client, caplo
     assert any(getattr(r, "request_id", None) == generated for r in caplog.records)
 
 
-@pytest.mark.processes
 def test_metrics_aggregate_across_gunicorn_workers(services, tmp_path):  # type: ignore[no-untyped-def]
     with services.engine.begin() as conn:
         conn.execute(text("SELECT 1"))
@@ -166,7 +165,6 @@ def test_metrics_aggregate_across_gunicorn_workers(services, tmp_path):  # type:
         server.wait(timeout=15)
 
 
-@pytest.mark.processes
 @pytest.mark.parametrize("command", ["worker", "scheduler"])
 def test_worker_and_scheduler_log_json_lines(services, command):  # type: ignore[no-untyped-def]
     """The long-running processes log like the receiver: one JSON object per stderr line."""

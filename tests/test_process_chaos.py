@@ -84,7 +84,7 @@ settling may take that long."""
 LOAD_THREADS = 12
 QUEUE = "verihook-outlive"
 
-pytestmark = [pytest.mark.timeout(int(240 + 3 * WINDOW_SECONDS)), pytest.mark.processes]
+pytestmark = pytest.mark.timeout(int(240 + 3 * WINDOW_SECONDS))
 
 
 def chaos_plan(stack: ChaosStack) -> list[tuple[float, Callable[[], None]]]:

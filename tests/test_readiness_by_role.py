@@ -34,8 +34,6 @@ from tests.support.processes import ROOT, settings_env
 from tests.support.redis_server import RedisServer, free_port
 from tests.test_ingest_processes import gunicorn
 
-pytestmark = pytest.mark.processes
-
 QUICK = {
     "scheduler_sweep_seconds": 1.0,
     "outbox_grace_seconds": 1.0,

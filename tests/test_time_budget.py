@@ -11,8 +11,6 @@ import pytest
 from receiver.providers.http import ProviderUnavailable, time_budget
 from tests.support.world import start_world, stop_world
 
-pytestmark = pytest.mark.processes
-
 
 @pytest.fixture
 def world(make_services):  # type: ignore[no-untyped-def]

@@ -36,8 +36,6 @@ from tests.support import signing
 from tests.support.processes import ROOT
 from tests.support.redis_server import free_port
 
-pytestmark = pytest.mark.processes
-
 START_SECONDS = 60.0
 
 

@@ -6,7 +6,6 @@ import random
 import signal
 import time
 
-import pytest
 from sqlalchemy import select, update
 from sqlmodel import Session
 
@@ -24,8 +23,6 @@ from reconciler.drain import drain_ready_events
 from tests.support import signing
 from tests.support.flow import audit_rows, count, send_contiguity
 from tests.support.processes import settings_env, verihook
-
-pytestmark = pytest.mark.processes
 
 STORY = [
     "started",
