@@ -21,17 +21,18 @@ run: venv
 	$(VENV)/bin/verihook up
 
 ## test: the whole suite on SQLite and PostgreSQL with a real Redis (and promtool for the alert
-## rules: .ci/install-promtool installs Debian's prometheus package when run as root), on
-## TEST_WORKERS pytest-xdist workers (default: one per CPU; each has its own database and
-## redis-server). Tests marked `processes` run on one worker, one at a time (tests/conftest.py).
-## About 3-4 minutes on 2 CPUs. TEST_WORKERS=0 runs everything in one process.
+## rules: .ci/install-promtool installs Debian's prometheus package when run as root), shared
+## out over TEST_WORKERS pytest-xdist workers (default: one per CPU; each has its own database
+## and redis-server; TEST_WORKERS=0: one process). The process-stack modules (PROCESS_MODULES in
+## tests/conftest.py) run on one worker, one at a time. About 4 minutes on 2 CPUs.
 test: venv
 	.ci/install-promtool || echo "promtool is not installed: the alert-rule tests skip"
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-## check: the fast loop, under a minute: ruff, then the tests marked `unit` (pure core and unit
-## tests: ordering, signatures, status parsers, settings, terminal escaping, deploy files; no
-## PostgreSQL, Redis or child process). `make test` runs them too.
+## check: the fast loop, well under a minute: ruff, then the tests marked `unit` (pure core and
+## unit tests: ordering, signatures, status parsers, settings, terminal escaping, deploy files;
+## no PostgreSQL, Redis or child process). Static checks (an import-architecture contract, say)
+## belong here, before the tests. `make test` runs the unit tests too.
 check: venv
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
