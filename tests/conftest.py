@@ -85,6 +85,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda item: item.path.name not in PROCESS_MODULES)  # a stable sort
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """`pytest -n N --dist loadgroup` (`make test`): each test module is one unit of work (as
     with `--dist loadfile`: its module-scoped fixtures are made once), except that the modules
