@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv run test lint fuzz bench chaos demo clean
+.PHONY: venv run test check lint fuzz bench chaos demo clean
 CHAOS_DELIVERIES ?= 3000
+TEST_WORKERS ?= auto
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +21,22 @@ run: venv
 	$(VENV)/bin/verihook up
 
 ## test: the whole suite on SQLite and PostgreSQL with a real Redis (and promtool for the alert
-## rules: .ci/install-promtool installs Debian's prometheus package when run as root)
+## rules: .ci/install-promtool installs Debian's prometheus package when run as root), shared
+## out over TEST_WORKERS pytest-xdist workers (default: one per CPU; each has its own database
+## and redis-server; TEST_WORKERS=0: one process). The process-stack modules (PROCESS_MODULES in
+## tests/conftest.py) run on one worker, one at a time. About 4 minutes on 2 CPUs.
 test: venv
 	.ci/install-promtool || echo "promtool is not installed: the alert-rule tests skip"
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+## check: the fast loop, well under a minute: ruff, then the tests marked `unit` (pure core and
+## unit tests: ordering, signatures, status parsers, settings, terminal escaping, deploy files;
+## no PostgreSQL, Redis or child process), after the import contracts of docs/ARCHITECTURE.md.
+## `make test` runs the unit tests too.
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
 
 ## chaos: the chaos tests at full size (a short form of each is part of `make test`)
 chaos: venv

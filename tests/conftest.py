@@ -4,6 +4,9 @@
   create a private database per test session, dropped at the end. When it is unreachable the
   PostgreSQL variants are skipped, unless VERIHOOK_REQUIRE_POSTGRES=1 (CI).
 - Redis: a private redis-server started for the test session (tests/support/redis_server.py).
+- pytest-xdist (`make test` runs `pytest -n auto --dist loadgroup`): each worker is a session of
+  its own, so it has its own database, redis-server and temporary root; how tests are shared
+  out is `pytest_xdist_make_scheduler` below.
 """
 
 from __future__ import annotations
@@ -48,6 +51,60 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if config.option.basetemp is None and not hasattr(config, "workerinput"):
         config.option.basetemp = tempfile.mkdtemp(prefix="verihook-tests-")
+
+
+PROCESS_MODULES = frozenset(
+    {
+        "test_chaos.py",
+        "test_console_browser.py",
+        "test_health_server.py",
+        "test_leader.py",
+        "test_observability.py",
+        "test_process_chaos.py",
+        "test_readiness_by_role.py",
+        "test_time_budget.py",
+        "test_up.py",
+        "test_worker_processes.py",
+    }
+)
+"""Modules whose tests run real process stacks (gunicorn, `verihook worker`/`scheduler`/`up`, a
+private PostgreSQL, chromium) against wall-clock windows and deadlines. Their tests are marked
+`processes`; under pytest-xdist they run on one worker, one after the other. (Process tests that
+only count rows, like test_ingest_processes and test_audit_watch, stay out: the group is the
+longest unit of work, and the other worker must have as much to do.)"""
+PROCESS_GROUP = "processes"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of PROCESS_MODULES `processes` (`-m processes` selects them). Under
+    pytest-xdist, put them first: they are the longest unit of work (see the scheduler below)."""
+    for item in items:
+        if item.path.name in PROCESS_MODULES:
+            item.add_marker(pytest.mark.processes)
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.path.name not in PROCESS_MODULES)  # a stable sort
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`pytest -n N --dist loadgroup` (`make test`): each test module is one unit of work (as
+    with `--dist loadfile`: its module-scoped fixtures are made once), except that the modules
+    of PROCESS_MODULES form one unit together. So those run on one worker, one at a time, never
+    two process stacks at once on a 2-CPU machine, while the other workers take the rest.
+
+    (pytest-xdist's own loadgroup reads `xdist_group` marks by renaming node ids, which pytest 9
+    no longer allows; this scheduler needs no mark.) Any other `--dist` is pytest-xdist's."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesWithOneProcessGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return PROCESS_GROUP if module.rsplit("/", 1)[-1] in PROCESS_MODULES else module
+
+    config.option.loadscopereorder = False  # the collection's order: the process group first
+    return ModulesWithOneProcessGroup(config, log)  # type: ignore[arg-type]
 
 
 def provider_settings() -> dict[str, dict[str, str]]:

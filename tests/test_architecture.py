@@ -16,6 +16,8 @@ from pathlib import Path
 import grimp
 import pytest
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("receiver", "reconciler")
 MAX_LINES = 400

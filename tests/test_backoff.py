@@ -14,6 +14,8 @@ from reconciler import drain, notify
 from reconciler.backoff import exponential_backoff
 from reconciler.planner import Mode, Policy, backoff
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("attempts", "seconds"),

@@ -27,6 +27,7 @@ from reconciler.demo.verdict import (
     format_report,
     plan_sessions,
 )
+from reconciler.session_queries import find_session
 from tests.support.leaks import plaintext_leaks
 from tests.support.world import World, start_world, stop_world
 
@@ -71,7 +72,17 @@ def wait_for_truth(world: World, planned: list[PlannedSession]) -> list[SessionR
         results = evaluate(world.services.engine, world.sims, planned)
         if all(result.matches for result in results) or time.monotonic() > deadline:
             return results
-        time.sleep(0.5)
+        time.sleep(0.2)
+
+
+def let_a_quiet_period_pass(world: World, seconds: float) -> None:
+    """Inside `pump`: once the simulators have nothing left to send (late and duplicated
+    deliveries included), move the scheduler's clock `seconds` ahead and let it tick: whatever
+    would be polled during that time is polled now (instead of waiting it out)."""
+    for sim in world.sims.values():
+        assert sim.wait_idle(timeout=30), "a simulator still has deliveries pending"
+    world.advance(seconds)
+    world.wait_ticks(5)
 
 
 def test_every_session_ends_at_the_simulators_truth_under_chaos(chaos_world):  # type: ignore[no-untyped-def]
@@ -81,7 +92,7 @@ def test_every_session_ends_at_the_simulators_truth_under_chaos(chaos_world):  #
         for item in planned:
             create_and_script(chaos_world, item)
         wait_for_truth(chaos_world, planned)
-        time.sleep(QUIET_SECONDS)
+        let_a_quiet_period_pass(chaos_world, QUIET_SECONDS)
     report = build_report(
         evaluate(chaos_world.services.engine, chaos_world.sims, planned),
         chaos_world.sims,
@@ -113,7 +124,13 @@ def test_a_final_review_answer_is_not_polled_again(make_services):  # type: igno
             idenfy = world.create("idenfy", "u-review-idf")["session_id"]
             world.sims["docverify"].script(docverify, "review")
             world.sims["idenfy"].script(idenfy, "review")
-            time.sleep(2 * POLICY["poll_interval_seconds"] + 1.5)
+            for name, session_id in (("docverify", docverify), ("idenfy", idenfy)):
+                assert world.sims[name].wait_idle(timeout=30)
+                deadline = time.monotonic() + 30
+                while find_session(world.services, name, session_id).status != "review":
+                    assert time.monotonic() < deadline, f"{name} never reached review"
+                    time.sleep(0.05)
+            let_a_quiet_period_pass(world, 2 * POLICY["poll_interval_seconds"] + 1.5)
         assert world.status_calls("docverify") == 1  # the poll its redirect asked for
         assert world.status_calls("idenfy") == 0  # its final webhook arrived
     finally:

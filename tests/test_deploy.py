@@ -27,6 +27,8 @@ from receiver.exceptions import ConfigurationError
 from receiver.settings import Settings, load_settings
 from receiver.store.crypto import load_keyring
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from receiver.group_commit import GroupCommitter
 
+pytestmark = pytest.mark.unit
+
 
 class Recorder:
     """A write_batch that records its batches (and can be slow, or fail some batches)."""

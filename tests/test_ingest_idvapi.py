@@ -14,6 +14,15 @@ from receiver.store.models import InboundEvent, OutboxEntry
 from tests.support.signing import IDVAPI_TOKEN, idvapi_result
 
 URL = f"/webhooks/idvapi/{IDVAPI_TOKEN}"
+UUIDS = [
+    "6b1f0c3e-9a4d-4f2b-8c7e-2d5a9e1b7f40",
+    "c0d4e8a2-5b71-4e93-a6f8-13b2c9d7e5a1",
+    "8e2a6f14-3c9b-4d57-b1e0-7f4a2c8d6b93",
+    "2a7c5e91-8d36-4b0f-9e42-c6f1a3b8d705",
+    "f5b9d3a7-1e64-4c28-8a0d-59e7b2c4f631",
+    "4d81b6e3-7a2c-4f95-b3e7-0c9a5d2f8e16",
+]
+"""Fixed check ids for parametrized cases: every pytest-xdist worker must collect the same ids."""
 
 
 def post(client, body: bytes, url: str = URL, content_type: str = "application/json"):  # type: ignore[no-untyped-def]
@@ -92,9 +101,9 @@ def test_no_token_segment_is_not_2xx(client, engine, url):  # type: ignore[no-un
         "12345",
         "",
         "0" * 36,
-        str(uuid.uuid4())[:-1],
-        "{" + str(uuid.uuid4()) + "}",
-        str(uuid.uuid4()).replace("-", ""),
+        UUIDS[0][:-1],
+        "{" + UUIDS[1] + "}",
+        UUIDS[2].replace("-", ""),
         42,
         None,
     ],
@@ -113,16 +122,16 @@ def test_check_id_not_a_uuid_is_401_and_nothing_stored(client, engine, check_id)
         b"not json",
         b"[]",
         b"{}",  # no check_id
-        json.dumps({"check_id": str(uuid.uuid4()), "user_identifier": "u"}).encode(),  # no result
+        json.dumps({"check_id": UUIDS[3], "user_identifier": "u"}).encode(),  # no result
         json.dumps(
             {
-                "check_id": str(uuid.uuid4()),
+                "check_id": UUIDS[4],
                 "user_identifier": "u",
                 "verification_result": {"status": "maybe"},
             }
         ).encode(),  # unknown status
         json.dumps(
-            {"check_id": str(uuid.uuid4()), "verification_result": {"status": "verified"}}
+            {"check_id": UUIDS[5], "verification_result": {"status": "verified"}}
         ).encode(),  # no user_identifier
     ],
 )

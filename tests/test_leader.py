@@ -70,8 +70,7 @@ def test_two_schedulers_one_polls_and_the_other_takes_over(make_services):  # ty
         for item in created:
             sim.script(item["session_id"], "verified")
         sim.wait_idle(timeout=5)
-        time.sleep(1.5)
-        assert world.status_calls("nevis") > before  # the new leader polls
+        wait_for(lambda: world.status_calls("nevis") > before, 10)  # the new leader polls
     finally:
         for proc in procs:
             if proc.poll() is None:

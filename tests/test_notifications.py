@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select, update
@@ -27,6 +27,7 @@ from receiver.store.models import utcnow
 from reconciler import jobs, notify
 from reconciler.cli import notifications as notify_cli
 from reconciler.drain import drain_ready_events
+from reconciler.worker_loop import PromptWorker
 from tests.support.notify_receiver import NotifyReceiver, Received
 from tests.support.redis_server import free_port
 from tests.support.signing import contiguity_event, contiguity_header
@@ -73,8 +74,9 @@ def change_status(client, services, kind: str, user_ref: str, at: int) -> None: 
 
 
 def run_worker(services) -> None:  # type: ignore[no-untyped-def]
-    """One burst of an RQ worker whose scheduler first enqueues due scheduled jobs."""
-    SimpleWorker([services.settings.queue_name], connection=services.redis).work(
+    """One burst of an RQ worker whose scheduler first enqueues due scheduled jobs (verihook's
+    PromptWorker, as `verihook worker --burst` runs: RQ's own may take 60 s to stop)."""
+    PromptWorker([services.settings.queue_name], connection=services.redis).work(
         burst=True, with_scheduler=True
     )
 

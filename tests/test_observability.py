@@ -170,17 +170,56 @@ def test_worker_and_scheduler_log_json_lines(services, command):  # type: ignore
     """The long-running processes log like the receiver: one JSON object per stderr line."""
     import json
     import signal
+    import threading
 
+    from rq import Worker
+
+    from reconciler.leader import LEADER_KEY
     from tests.support.processes import verihook
 
     env = settings_env(services.settings) | {"VERIHOOK_LOG_LEVEL": "INFO"}
+    queue = services.settings.queue_name
     proc = verihook(command, env=env)
+    output: list[str] = []
+    heard = [time.monotonic()]  # when the last stderr line came
+
+    def read_stderr() -> None:
+        for raw in proc.stderr:  # type: ignore[union-attr]
+            output.append(raw.decode())
+            heard.append(time.monotonic())
+
+    readers = [
+        threading.Thread(target=read_stderr, daemon=True),
+        threading.Thread(target=proc.stdout.read, daemon=True),  # type: ignore[union-attr]
+    ]
+    for reader in readers:
+        reader.start()
+
+    def running() -> bool:
+        if command == "worker":  # registered with RQ: it has started its work loop
+            return any(queue in w.queue_names() for w in Worker.all(connection=services.redis))
+        return services.redis.get(LEADER_KEY.format(queue=queue)) is not None  # leading
+
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 30
+        while not running():
+            assert proc.poll() is None, "".join(output)[-3000:]
+            assert time.monotonic() < deadline, f"the {command} never started"
+            time.sleep(0.05)
+        # then whatever it logs on its way in: until it has been quiet for 1 s (at most 4 s)
+        heard.append(time.monotonic())
+        settled = time.monotonic() + 4
+        while time.monotonic() - heard[-1] < 1.0 and time.monotonic() < settled:
+            time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    lines = [line for line in stderr.decode().splitlines() if line.strip()]
+        proc.wait(timeout=30)
+        for reader in readers:
+            reader.join(timeout=10)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert proc.returncode == 0, "".join(output)[-3000:]  # SIGTERM: a clean stop
+    lines = [line for line in "".join(output).splitlines() if line.strip()]
     assert lines, "the process logged nothing at INFO"
     records = [json.loads(line) for line in lines]  # a plain-text line fails here
     assert all({"ts", "level", "logger", "msg"} <= record.keys() for record in records)

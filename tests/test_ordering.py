@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from functools import reduce
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,8 @@ from reconciler.ordering import (
     status_changed,
     user_status,
 )
+
+pytestmark = pytest.mark.unit
 
 SETTINGS = settings(max_examples=200, deadline=None)
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

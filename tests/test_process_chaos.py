@@ -354,7 +354,7 @@ def test_real_processes_survive_kills_and_store_restarts(tmp_path: Any) -> None:
                 why = "simulators still delivering"
             if not waits or waits[-1][1].split(",")[0] != why.split(",")[0]:
                 waits.append((time.monotonic() - settle_began, why))
-            time.sleep(1.0)
+            time.sleep(0.25)
         settle_seconds = time.monotonic() - settle_began
 
         engine = stack.engine

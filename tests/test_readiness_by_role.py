@@ -41,6 +41,8 @@ QUICK = {
     "scheduler_tick_seconds": 0.5,
 }
 """The scheduler sweeps the outbox every second (1 s grace); a new leader within 3 s."""
+DELIVERIES = 40
+"""Answers the clients must have had before the outage, during it and after it."""
 
 
 @pytest.fixture
@@ -226,10 +228,12 @@ def test_receivers_stay_ready_and_accept_through_a_redis_outage(  # type: ignore
             for base in health.values():
                 wait_until(lambda b=base: _answers(b) == 200, 60, f"{base} never became ready")
             with Load(url) as load:
-                time.sleep(2)
+                began = time.monotonic()
+                wait_until(lambda: load.since(began) >= DELIVERIES, 60, "no deliveries")
                 redis.kill()  # kill -9 by its PID
                 outage = time.monotonic()
-                for _ in range(8):  # ~4 s without Redis, under load
+                checks = 0  # 8 rounds of readiness checks without Redis, under load
+                while checks < 8 or load.since(outage) < DELIVERIES:
                     status, body = ready(url)
                     assert status == 200, body
                     assert body["checks"] == {
@@ -240,10 +244,13 @@ def test_receivers_stay_ready_and_accept_through_a_redis_outage(  # type: ignore
                     for role, base in health.items():
                         status, body = ready(base)
                         assert status == 503 and body["checks"]["redis"] is False, (role, body)
-                    time.sleep(0.5)
+                    checks += 1
+                    assert time.monotonic() - outage < 60, "no deliveries during the outage"
+                    time.sleep(0.2)
                 during = load.since(outage)
                 redis.start()  # same port, empty: the wake-ups queued before are gone
-                time.sleep(2)
+                back = time.monotonic()
+                wait_until(lambda: load.since(back) >= DELIVERIES, 60, "none after the outage")
             assert during > 0, "no delivery was sent while Redis was down"
             failed = [a for a in load.answers if (a[1], a[2]) != (200, "accepted")]
             assert not failed, failed[:5]

@@ -3,12 +3,14 @@ poll-only providers, overdue sessions, outages."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import httpx
 import pytest
 from sqlmodel import Session
 
+from receiver.providers import contiguity, docverify, http, idenfy, nevis
 from reconciler.session_queries import find_session
 from tests.support.world import World, start_world, stop_world
 
@@ -24,6 +26,23 @@ def world(make_services):  # type: ignore[no-untyped-def]
     built = start_world(make_services, policy=FAST)
     yield built
     stop_world(built)
+
+
+@pytest.fixture
+def waits(world, monkeypatch):  # type: ignore[no-untyped-def]
+    """The provider client's waits between retries (receiver/providers/http.py), recorded and
+    added to the world's clock instead of slept: the scheduler sees that time pass all the
+    same, and the test does not spend it."""
+    seen: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        seen.append(seconds)
+        world.advance(seconds)
+
+    waiting = functools.partial(http.request_json, sleep=sleep)
+    for module in (contiguity, docverify, idenfy, nevis):
+        monkeypatch.setattr(module, "request_json", waiting)
+    return seen
 
 
 def status(world: World, provider: str, session_id: str) -> tuple[str, str, bool]:
@@ -65,7 +84,7 @@ def test_contiguity_dropped_webhooks_are_healed_by_one_poll(world):  # type: ign
     world.sims["contiguity"].configure(chaos={"drop": 1.0})
     created = world.create("contiguity", "u-ctg")
     world.sims["contiguity"].script(created["session_id"], "verified")
-    time.sleep(0.8)  # past the (shortened) webhook deadline
+    world.advance(0.8)  # past the (shortened) webhook deadline
     world.settle(rounds=10)
     assert status(world, "contiguity", created["session_id"])[0] == "verified"
     assert world.status_calls("contiguity") == 1
@@ -75,7 +94,7 @@ def test_idenfy_is_not_polled_when_its_final_webhook_arrived(world):  # type: ig
     created = world.create("idenfy", "u-idf")
     world.sims["idenfy"].script(created["session_id"], "verified", manual=True)
     world.settle(rounds=5)
-    time.sleep(0.8)
+    world.advance(0.8)  # past the webhook deadline: a poll now would be a bug
     world.settle(rounds=10)
     assert status(world, "idenfy", created["session_id"]) == ("verified", "manual", False)
     assert world.status_calls("idenfy") == 0
@@ -85,7 +104,7 @@ def test_idvapi_session_without_its_webhook_becomes_overdue(world):  # type: ign
     world.sims["idvapi"].configure(chaos={"drop": 1.0})
     created = world.create("idvapi", "u-idv")
     world.sims["idvapi"].script("u-idv", "verified")
-    time.sleep(0.8)
+    world.advance(0.8)  # past the webhook deadline
     world.settle(rounds=5)
     assert status(world, "idvapi", created["session_id"]) == ("pending", "auto", True)
 
@@ -94,14 +113,14 @@ def test_poll_only_session_past_its_ttl_expires(make_services):  # type: ignore[
     world = start_world(make_services, policy={**FAST, "session_ttl_seconds": 0.5})
     try:
         created = world.create("nevis", "u-ttl")
-        time.sleep(0.7)
+        world.advance(0.7)  # past the session's TTL
         world.settle(rounds=5)
         assert status(world, "nevis", created["session_id"])[0] == "expired"
     finally:
         stop_world(world)
 
 
-def test_provider_outage_backs_off_then_recovers(world):  # type: ignore[no-untyped-def]
+def test_provider_outage_backs_off_then_recovers(world, waits):  # type: ignore[no-untyped-def]
     sim = world.sims["nevis"]
     sim.configure(chaos={"status_5xx": 1.0})
     created = world.create("nevis", "u-outage")
@@ -112,9 +131,11 @@ def test_provider_outage_backs_off_then_recovers(world):  # type: ignore[no-unty
     ticks = 20
     # every tick may poll at most once per due time, and the backoff spaces polls out
     assert calls_during_outage < ticks * 3, calls_during_outage
+    assert waits and set(waits) <= {http.BACKOFF_SECONDS, 2 * http.BACKOFF_SECONDS}, waits
     row = find_session(world.services, "nevis", created["session_id"])
     assert row.status != "verified" and row.next_check_at is not None
     sim.configure(chaos={"status_5xx": 0.0})
+    world.advance(FAST["max_poll_interval_seconds"])  # the longest the backoff may wait
     deadline = time.monotonic() + 15
     while (
         time.monotonic() < deadline
@@ -125,7 +146,7 @@ def test_provider_outage_backs_off_then_recovers(world):  # type: ignore[no-unty
     assert time.monotonic() - started < 30
 
 
-def test_429_retry_after_is_honoured(world):  # type: ignore[no-untyped-def]
+def test_429_retry_after_is_honoured(world, waits):  # type: ignore[no-untyped-def]
     sim = world.sims["nevis"]
     sim.configure(chaos={"status_429": 1.0})
     created = world.create("nevis", "u-429")
@@ -136,6 +157,7 @@ def test_429_retry_after_is_honoured(world):  # type: ignore[no-untyped-def]
         assert row.next_check_at is not None
     # the provider said Retry-After: 1, so the next check is at least ~1 s after the last poll
     assert (row.next_check_at - row.last_polled_at).total_seconds() >= 0.99
+    assert waits and set(waits) == {1.0}, waits  # and each retry within a poll waited 1 s
 
 
 def test_a_late_webhook_clears_the_overdue_flag(world):  # type: ignore[no-untyped-def]
@@ -144,7 +166,7 @@ def test_a_late_webhook_clears_the_overdue_flag(world):  # type: ignore[no-untyp
 
     world.sims["idvapi"].configure(chaos={"drop": 1.0})
     created = world.create("idvapi", "u-late")
-    time.sleep(0.8)
+    world.advance(0.8)  # past the webhook deadline
     world.settle(rounds=3)
     assert status(world, "idvapi", created["session_id"]) == ("pending", "auto", True)
     token = SIM_CREDENTIALS["idvapi"]["webhook_token"]
@@ -172,7 +194,7 @@ def test_a_status_answer_of_the_wrong_shape_is_quarantined_and_the_tick_goes_on(
     fine = world.create("contiguity", "u-fine")
     broken.script(odd["session_id"], "verified")
     healthy.script(fine["session_id"], "verified")
-    time.sleep(0.8)  # past the (shortened) webhook deadline
+    world.advance(0.8)  # past the (shortened) webhook deadline
     world.settle(rounds=10)
     assert broken.stats()["errors_injected"]["status_garbage"] >= 1
     assert status(world, "contiguity", fine["session_id"])[0] == "verified"

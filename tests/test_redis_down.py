@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
-from rq import Queue, SimpleWorker
+from rq import Queue
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -21,6 +21,7 @@ from app import cli, create_app
 from receiver.outbox import flush_outbox
 from receiver.store.models import InboundEvent, ObservationRecord, OutboxEntry, VerificationSession
 from reconciler import jobs
+from reconciler.worker_loop import PromptWorker
 from tests.conftest import TEST_KEYS, provider_settings
 from tests.support.redis_server import RedisServer
 from tests.support.signing import (
@@ -113,7 +114,7 @@ def assert_outbox(engine, n: int) -> None:  # type: ignore[no-untyped-def]
 
 def run_worker(services) -> None:  # type: ignore[no-untyped-def]
     jobs.use_services(services)
-    worker = SimpleWorker([QUEUE], connection=services.redis)
+    worker = PromptWorker([QUEUE], connection=services.redis)
     assert worker.work(burst=True) is True  # it did some work
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from rq import Queue, SimpleWorker
+from rq import Queue
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
@@ -37,6 +37,7 @@ from reconciler.event_queries import EventFilter
 from reconciler.replay.execution import run_replay
 from reconciler.replay.queueing import JOB, resume_stale_replays
 from reconciler.replay.runs import create_replay
+from reconciler.worker_loop import PromptWorker
 from tests.support import signing
 from tests.support.flow import (
     API_TOKENS,
@@ -177,7 +178,7 @@ def test_bulk_replay_after_a_key_fix_does_exactly_what_its_dry_run_showed(
         0,
         0.0,
     )
-    SimpleWorker([services.settings.queue_name], connection=services.redis).work(burst=True)
+    PromptWorker([services.settings.queue_name], connection=services.redis).work(burst=True)
     final = client.get(url, headers=AUDITOR).get_json()
     assert (final["state"], final["done"], final["progress"]) == ("done", 6, 1.0)
     summary = final["summary"]
@@ -327,7 +328,7 @@ def test_replay_job_hands_over_to_a_fresh_job_until_done(api, make_services, eng
     queue = Queue(services.settings.queue_name, connection=services.redis)
     queue.enqueue_call(JOB, args=(row.id, 0.0))  # a budget of one batch per job
     services.settings.apply_batch_size = 5
-    SimpleWorker([queue.name], connection=services.redis).work(burst=True)
+    PromptWorker([queue.name], connection=services.redis).work(burst=True)
     assert replay_row(engine, row.id).state == "done"
     assert_exactly_once(engine, row.id, 12)
 
@@ -341,11 +342,11 @@ def test_a_job_queued_under_the_old_module_path_is_resumed_by_the_sweep(api, mak
     services.redis.flushdb()
     queue = Queue(services.settings.queue_name, connection=services.redis)
     old = queue.enqueue_call("reconciler.replay.run_replay_job", args=(row.id,))
-    SimpleWorker([queue.name], connection=services.redis).work(burst=True)
+    PromptWorker([queue.name], connection=services.redis).work(burst=True)
     assert old.get_status(refresh=True) == "failed"
     assert replay_row(engine, row.id).state == "pending"
     assert resume_stale_replays(services, stale_after_seconds=0) == [row.id]
-    SimpleWorker([queue.name], connection=services.redis).work(burst=True)
+    PromptWorker([queue.name], connection=services.redis).work(burst=True)
     assert replay_row(engine, row.id).state == "done"
     assert_exactly_once(engine, row.id, 3)
 

@@ -21,6 +21,8 @@ from receiver.settings import Settings, load_settings
 from receiver.store.crypto import DEV_KEY_FILE, Keyring, Sealed, load_keyring, new_key_spec
 from receiver.store.migrate import head_revision
 
+pytestmark = pytest.mark.unit
+
 GOOD_KEYS = new_key_spec("prod1")
 
 

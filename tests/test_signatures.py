@@ -26,6 +26,8 @@ from receiver.signatures import (
     verify_timestamped_hmac,
 )
 
+pytestmark = pytest.mark.unit
+
 SECRET = "whsec_unit_test_secret"
 BODY = b'{"id":"evt_1","type":"identity.verification_session.verified"}'
 NOW = 1_700_000_000

@@ -16,6 +16,8 @@ from receiver.providers.base import Parsed
 from receiver.settings import Settings
 from tests.conftest import TEST_KEYS, provider_settings
 
+pytestmark = pytest.mark.unit
+
 PROVIDERS = build_providers(Settings(encryption_keys=TEST_KEYS, providers=provider_settings()))
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

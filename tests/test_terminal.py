@@ -49,11 +49,13 @@ RAW = re.compile(
         ("plain ascii, ünïcödé, 名前", "plain ascii, ünïcödé, 名前"),
     ],
 )
+@pytest.mark.unit
 def test_safe_escapes_every_control_and_bidi_character(raw: str, shown: str) -> None:
     assert safe(raw) == shown
     assert not RAW.search(safe(raw))
 
 
+@pytest.mark.unit
 def test_safe_text_keeps_line_breaks_and_safe_json_stays_json() -> None:
     assert safe_text(f"line one {OSC_TITLE}\nline two\r") == (
         "line one \\x1b]0;pwned\\x07\nline two\\r"

@@ -241,6 +241,7 @@ def test_a_second_ctrl_c_forces(tmp_path: Path) -> None:
             httpx.get(f"{up.url}/healthz", timeout=1)
 
 
+@pytest.mark.unit
 def test_simulators_only_in_development_with_no_provider_configured() -> None:
     assert wants_simulators(Settings())
     assert not wants_simulators(Settings(env="production"))

@@ -29,6 +29,7 @@ class RedisServer:
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
+        self._port_is_ours_to_change = port is None  # until the first start
         self.dir: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -38,7 +39,18 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        """Start and wait until it answers PING (at most 10 s)."""
+        """Start and wait until it answers (at most 10 s). A first start on a port someone took
+        meanwhile tries another free port; a restart keeps its port (or fails)."""
+        for _ in range(3 if self._port_is_ours_to_change else 1):
+            try:
+                return self._start()
+            except RuntimeError:
+                if not self._port_is_ours_to_change:
+                    raise
+                self.port = free_port()
+        raise RuntimeError("redis-server did not start on any of three free ports")
+
+    def _start(self) -> RedisServer:
         if self.dir is None:
             self.dir = tempfile.mkdtemp(prefix="verihook-redis-")
         self.process = subprocess.Popen(
@@ -59,15 +71,20 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 with Redis.from_url(self.url, socket_timeout=0.5) as client:
-                    if client.ping():
+                    # ours, not another session's server on a port both took as free
+                    # (pytest-xdist workers start theirs at the same moment)
+                    if client.info("server")["process_id"] == self.process.pid:
+                        self._port_is_ours_to_change = False
                         return self
             except RedisError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
+        code = self.process.poll()
         self.kill()
-        raise RuntimeError("redis-server did not start")
+        raise RuntimeError(f"redis-server did not start on port {self.port} (exit {code})")
 
     def kill(self) -> None:
         """kill -9 the server, wait for it and remove its directory."""

@@ -11,12 +11,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
 from app import create_app
 from receiver.services import Services
+from receiver.store.models import utcnow
 from reconciler import simulators
 from reconciler.drain import drain_ready_events
 from reconciler.scheduler import Reconciler
@@ -52,6 +54,33 @@ class World:
     reconciler: Reconciler
     calls: dict[str, int] = field(default_factory=dict)
     api: httpx.Client | None = None
+    ahead: float = 0.0
+    """Seconds the scheduler's clock runs ahead of the wall clock (`advance`)."""
+    ticks: int = 0
+    """Scheduler ticks run so far (by `settle` and `pump`)."""
+
+    def now(self) -> datetime:
+        """The scheduler's clock: the wall clock plus what the test advanced it by."""
+        return utcnow() + timedelta(seconds=self.ahead)
+
+    def advance(self, seconds: float) -> None:
+        """Move the scheduler's clock ahead, instead of sleeping until a deadline passes.
+
+        Only the reconciler's ticks see it (they take `now`): what was stored meanwhile keeps
+        wall-clock times, so a deadline set before the advance is past for the next tick."""
+        self.ahead += seconds
+
+    def tick(self) -> None:
+        """One scheduler tick at the world's clock."""
+        self.reconciler.tick(self.now())
+        self.ticks += 1
+
+    def wait_ticks(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until `pump` has run `count` more ticks."""
+        target, deadline = self.ticks + count, time.monotonic() + timeout
+        while self.ticks < target:
+            assert time.monotonic() < deadline, f"the pump ran no {count} ticks in {timeout} s"
+            time.sleep(0.01)
 
     def create(self, provider: str, user_ref: str, **options: Any) -> dict[str, Any]:
         """Create a session through verihook's API (as the product backend would)."""
@@ -72,7 +101,7 @@ class World:
             for sim in self.sims.values():
                 sim.wait_idle(timeout=5)
             drain_ready_events(self.services)
-            self.reconciler.tick()
+            self.tick()
             drain_ready_events(self.services)
             time.sleep(pause)
 
@@ -86,7 +115,7 @@ class World:
             while not stop.is_set():
                 try:
                     drain_ready_events(self.services)
-                    self.reconciler.tick()
+                    self.tick()
                     drain_ready_events(self.services)
                 except Exception as exc:  # a thread boundary: hand it to the test
                     errors.append(exc)
