@@ -19,26 +19,6 @@ from reconciler.poller import reconcile
 log = logging.getLogger(__name__)
 
 
-def list_sessions(
-    services: Services,
-    *,
-    provider: str | None = None,
-    status: str | None = None,
-    overdue: bool = False,
-    limit: int = 50,
-) -> list[VerificationSession]:
-    """Sessions matching the filters, most recently updated first."""
-    query = select(VerificationSession).order_by(VerificationSession.updated_at.desc())
-    if provider:
-        query = query.where(VerificationSession.provider == provider)
-    if status:
-        query = query.where(VerificationSession.status == status)
-    if overdue:
-        query = query.where(VerificationSession.overdue.is_(True))
-    with transaction(services.engine) as session:
-        return list(session.execute(query.limit(limit)).scalars())
-
-
 def find_session(services: Services, provider: str, session_id: str) -> VerificationSession:
     """One session, else LookupError naming it."""
     with transaction(services.engine) as session:

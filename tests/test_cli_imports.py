@@ -65,6 +65,12 @@ def test_events_list_imports_only_the_store(tmp_path: Path) -> None:
     assert loaded_by(["events", "list"], (*HEAVY, *VERIHOOK_HEAVY), tmp_path) == []
 
 
+def test_sessions_list_imports_only_the_store(tmp_path: Path) -> None:
+    loaded_by(["db", "upgrade"], (), tmp_path)
+    watched = (*HEAVY, *VERIHOOK_HEAVY, "reconciler.session_queries", "reconciler.poller")
+    assert loaded_by(["sessions", "list"], watched, tmp_path) == []
+
+
 def test_the_receiver_worker_imports_no_cli_only_module(tmp_path: Path) -> None:
     code = (
         "import sys; from app import create_app; create_app(); "

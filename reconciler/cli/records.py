@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from receiver.terminal import echo, safe
-from reconciler.cli.common import services_or_exit
+from reconciler.cli.common import engine_or_exit, services_or_exit
 
 
 @click.group()
@@ -20,15 +20,13 @@ def sessions() -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 def sessions_list(provider: str | None, status: str | None, overdue: bool, limit: int) -> None:
     """List sessions, most recently updated first."""
-    from reconciler.session_queries import list_sessions
+    from reconciler.session_listing import list_sessions
 
-    services = services_or_exit()
+    engine = engine_or_exit()
     try:
-        rows = list_sessions(
-            services, provider=provider, status=status, overdue=overdue, limit=limit
-        )
+        rows = list_sessions(engine, provider=provider, status=status, overdue=overdue, limit=limit)
     finally:
-        services.close()
+        engine.dispose()
     click.echo(
         f"{'provider':<11} {'session_id':<38} {'user_ref':<20} {'status':<15} "
         f"{'by':<7} {'next check':<20} overdue"

@@ -27,7 +27,7 @@ from reconciler.console.docs import answers, console_route, page_answers
 from reconciler.console.security import error_page
 from reconciler.replay.runs import list_replays
 from reconciler.replay.shaping import replay_json
-from reconciler.session_queries import list_sessions
+from reconciler.session_listing import list_sessions
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def overview():  # type: ignore[no-untyped-def]
     overdue, replays = [], []
     if numbers.available:
         try:
-            overdue = list_sessions(services, overdue=True, limit=OVERDUE_SHOWN)
+            overdue = list_sessions(services.engine, overdue=True, limit=OVERDUE_SHOWN)
             replays = [replay_json(row) for row in list_replays(services, REPLAYS_SHOWN)]
         except SQLAlchemyError:
             log.warning("console overview could not read sessions or replays")

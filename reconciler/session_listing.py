@@ -1,0 +1,33 @@
+"""Listing verification sessions with filters: the store only.
+
+Shared by `verihook sessions list` and the console's overview. Kept apart from
+`reconciler.session_queries` (which imports the poller and the providers' HTTP clients) so that
+listing sessions needs only a database engine and starts quickly.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select
+
+from receiver.store.db import transaction
+from receiver.store.models import VerificationSession
+
+
+def list_sessions(
+    engine: Engine,
+    *,
+    provider: str | None = None,
+    status: str | None = None,
+    overdue: bool = False,
+    limit: int = 50,
+) -> list[VerificationSession]:
+    """Sessions matching the filters, most recently updated first."""
+    query = select(VerificationSession).order_by(VerificationSession.updated_at.desc())
+    if provider:
+        query = query.where(VerificationSession.provider == provider)
+    if status:
+        query = query.where(VerificationSession.status == status)
+    if overdue:
+        query = query.where(VerificationSession.overdue.is_(True))
+    with transaction(engine) as session:
+        return list(session.execute(query.limit(limit)).scalars())
