@@ -47,7 +47,7 @@ def safe_text(value: object) -> str:
 
 
 def safe_json(data: Any, **options: Any) -> str:
-    """JSON whose text holds no control character raw: strings escape them as \\uXXXX.
+    """JSON whose text holds no control character raw: strings carry them escaped (ESC as \\u001b).
 
     `ensure_ascii` escapes C0, C1, bidi and everything else outside ASCII; DEL, the one ASCII
     control JSON allows raw, can only occur inside a string, where `\\u007f` means the same.

@@ -380,3 +380,23 @@ def test_schemathesis_finds_no_server_error(app):  # type: ignore[no-untyped-def
     # schemathesis leaves out the document's own path (it has no parameters: fetched above)
     assert fuzzed == served(app) - {("/api/v1/openapi.json", "get")}
     assert failures == []
+
+
+def test_a_domain_checked_model_without_its_parser_is_refused_when_defined() -> None:
+    from reconciler.api.schemas.common import DomainChecked
+
+    with pytest.raises(TypeError, match="must define the classmethod check"):
+
+        class Forgotten(DomainChecked):
+            name: str | None = None
+
+    class Checked(DomainChecked):
+        name: str | None = None
+
+        @classmethod
+        def check(cls, values: dict) -> str:  # type: ignore[type-arg]
+            if values.get("name") == "bad":
+                raise ValueError("name must not be bad")
+            return "ok"
+
+    assert Checked.model_validate({"name": "x"}).parsed == "ok"

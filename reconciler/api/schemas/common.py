@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -67,10 +67,18 @@ class DomainChecked(BaseModel):
     it with commas, keep its first value, or keep the list (a JSON body's list)."""
     _parsed: Any = PrivateAttr(default=None)
 
+    if TYPE_CHECKING:  # each subclass defines it; __pydantic_init_subclass__ makes sure
+
+        @classmethod
+        def check(cls, values: dict[str, Any]) -> Any:
+            """The domain parser: its result, or a ValueError saying what is wrong."""
+
     @classmethod
-    def check(cls, values: dict[str, Any]) -> Any:
-        """The domain parser: its result, or a ValueError saying what is wrong."""
-        raise NotImplementedError
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A model without its domain parser is refused when it is defined, not per request."""
+        super().__pydantic_init_subclass__(**kwargs)
+        if not callable(getattr(cls, "check", None)):
+            raise TypeError(f"{cls.__name__} must define the classmethod check(values)")
 
     @classmethod
     def raw_values(cls, data: dict[str, Any]) -> dict[str, Any]:
