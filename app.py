@@ -70,7 +70,7 @@ COMMAND_HELP = {
     "outbox": "The outbox of events waiting for a worker.",
     "events": "Stored inbound events: list them, show one, replay one.",
     "replay": "Replay the events matching a filter: a dry run shows the effect first.",
-    "sessions": "Verification sessions: list them, reconcile one now.",
+    "sessions": "Verification sessions: list them, reconcile one now, merge them again.",
     "notifications": "Notifications of user-status changes sent to the product backend.",
     "audit": "The hash-chained audit history of every status change.",
     "tokens": "API tokens for the backend, operators and auditors.",

@@ -44,22 +44,32 @@ class Source(StrEnum):
 
 
 class StatusClass(IntEnum):
-    """Ordering classes: a manual decision beats an automatic one, which beats in-flight."""
+    """Ordering classes (DESIGN §2): manual decision > auto decision > ended > in-flight.
+
+    An ended session (canceled, expired) stopped without a verdict, so an expiry or a
+    cancellation never replaces a verdict, whatever the times: iDenfy sends its expiry webhook
+    after the token's lifetime, often after the decision.
+    """
 
     IN_FLIGHT = 0
-    AUTO_DECISION = 1
-    MANUAL_DECISION = 2
+    ENDED = 1
+    AUTO_DECISION = 2
+    MANUAL_DECISION = 3
 
 
 IN_FLIGHT_STATUSES = frozenset({Status.PENDING, Status.PROCESSING, Status.REQUIRES_INPUT})
-TERMINAL_STATUSES = frozenset({Status.VERIFIED, Status.REJECTED, Status.CANCELED, Status.EXPIRED})
+ENDED_STATUSES = frozenset({Status.CANCELED, Status.EXPIRED})
+VERDICTS = frozenset({Status.VERIFIED, Status.REJECTED})
+TERMINAL_STATUSES = VERDICTS | ENDED_STATUSES
 
 
 def status_class(status: Status, decided_by: DecidedBy) -> StatusClass:
     """Classify a status for the ordering rule."""
     if status in IN_FLIGHT_STATUSES:
         return StatusClass.IN_FLIGHT
-    if decided_by is DecidedBy.MANUAL and status in (Status.VERIFIED, Status.REJECTED):
+    if status in ENDED_STATUSES:
+        return StatusClass.ENDED
+    if decided_by is DecidedBy.MANUAL and status in VERDICTS:
         return StatusClass.MANUAL_DECISION
     return StatusClass.AUTO_DECISION
 

@@ -2,8 +2,10 @@
 
 Session rule. A session's current status is the observation with the greatest
 `(status class, occurred_at in UTC, observation key)`, where the class orders a manual decision
-(verified/rejected by a human) above an automatic decision (any other verified, rejected, review,
-canceled or expired) above in-flight (pending, processing, requires_input). The observation key is
+(verified/rejected by a human) above an automatic decision (any other verified, rejected or
+review) above ended (canceled, expired: the session stopped without a verdict) above in-flight
+(pending, processing, requires_input). So an expiry or a cancellation never replaces a verdict,
+whatever the times and the arrival order. The observation key is
 the sha256 of (provider, session, status, decided_by, occurred_at, provider_status, sorted
 reasons), so the tie-break depends only on what the provider said. The result is a function of
 the *set* of keys: any arrival order and any number of duplicates give the same current status,
@@ -11,8 +13,9 @@ and every other distinct observation is `superseded`.
 
 User rule. A user shows the current status of one of their sessions: the one with the greatest
 `(status class, observed_at, provider, session_id, observation key)`. So a manual decision in any
-session wins over everything else; otherwise the latest automatic decision wins; a session still
-in flight never hides a decision, and is shown only when no session has a decision. `verified_at`
+session wins over everything else; otherwise the latest automatic decision wins; an ended session
+(expired, canceled) never hides a decision; a session still in flight is shown only when no
+session has a decision or has ended. `verified_at`
 is the latest time any session was verified, kept even when another session's status is shown.
 """
 

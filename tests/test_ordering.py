@@ -272,3 +272,46 @@ def test_status_changed():
     assert status_changed(a, c)
     assert status_changed(None, a) and status_changed(a, None)
     assert not status_changed(None, None)
+
+
+DECISIONS = {Status.VERIFIED, Status.REJECTED, Status.REVIEW}
+ENDED = {Status.CANCELED, Status.EXPIRED}
+
+
+@SETTINGS
+@given(shuffled_with_duplicates())
+def test_an_expiry_or_cancellation_never_replaces_a_verdict(case):
+    """DESIGN §2 (revised): ended ranks below every decision, whatever the times and the order."""
+    items, shuffled = case
+    current = merge_session(shuffled).current
+    assert current is not None
+    if any(o.status in DECISIONS for o in items):
+        assert current.status in DECISIONS
+    elif any(o.status in ENDED for o in items):
+        assert current.status in ENDED  # and an ended session is not in flight any more
+
+
+@pytest.mark.parametrize("ended", sorted(ENDED))
+@pytest.mark.parametrize("verdict", [Status.VERIFIED, Status.REJECTED, Status.REVIEW])
+def test_a_late_expiry_after_a_decision_keeps_the_decision(verdict, ended):
+    """iDenfy's expiry webhook comes after the token's lifetime: later, and it must not win."""
+    decided, late = obs(verdict, 0), obs(ended, 3600)
+    for order in ([decided, late], [late, decided]):
+        assert merge_session(order).current == decided
+        assert fold(order).current == decided
+
+
+@SETTINGS
+@given(st.lists(observations, min_size=1, max_size=8))
+def test_a_user_with_a_decided_session_never_shows_an_ended_one(items):
+    sessions = [
+        session_status(merge_session([o]))
+        for o in (
+            Observation(o.provider, f"s{n}", o.status, o.occurred_at, o.source, o.decided_by)
+            for n, o in enumerate(items)
+        )
+    ]
+    shown = user_status(s for s in sessions if s is not None)
+    assert shown is not None
+    if any(o.status in DECISIONS for o in items):
+        assert shown.status in DECISIONS

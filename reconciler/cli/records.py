@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from receiver.terminal import echo, safe
 from reconciler.cli.common import engine_or_exit, services_or_exit
 
+if TYPE_CHECKING:
+    from receiver.services import Services
+
 
 @click.group()
 def sessions() -> None:
-    """Verification sessions: list them, reconcile one now."""
+    """Verification sessions: list them, reconcile one now, merge them again."""
 
 
 @sessions.command("list")
@@ -57,6 +62,33 @@ def sessions_reconcile(provider: str, session_id: str) -> None:
     echo(f"before: {safe(before)}")
     echo(f"poll:   {safe(outcome)}")
     echo(f"after:  {safe(after)}")
+
+
+@sessions.command("remerge")
+@click.option("--dry-run", is_flag=True, help="List what would change; change nothing.")
+def sessions_remerge(dry_run: bool) -> None:
+    """Merge ended sessions again by the revised ordering rule (`db upgrade` runs it too)."""
+    services = services_or_exit()
+    try:
+        report_remerge(services, dry_run=dry_run)
+    finally:
+        services.close()
+
+
+def report_remerge(services: Services, *, dry_run: bool) -> None:
+    """Run the remerge and print one line per session that changes (or would)."""
+    from reconciler.remerge import remerge_ended_sessions
+
+    report = remerge_ended_sessions(services, dry_run=dry_run)
+    verb = "would change" if dry_run else "changed"
+    for change in report.sessions:
+        echo(
+            f"{safe(change.provider)} {safe(change.session_id)}: {change.before} -> "
+            f"{change.after} ({change.decided_by})"
+        )
+    tail = "" if dry_run else f"; {report.users_changed} user status(es) changed"
+    examined = f"{report.examined} ended session(s) examined"
+    echo(f"remerge: {examined}, {len(report.sessions)} {verb}{tail}")
 
 
 @click.group()

@@ -29,15 +29,18 @@ def db_check() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Migrate the database to the newest schema."""
+    """Migrate the database to the newest schema, then merge ended sessions again by the
+    revised ordering rule (an audit entry for each status that changes)."""
     from receiver.store.migrate import upgrade
+    from reconciler.cli.records import report_remerge
 
     services = services_or_exit()
     try:
         upgrade(services.engine)
+        click.echo("database is at the newest schema")
+        report_remerge(services, dry_run=False)
     finally:
         services.close()
-    click.echo("database is at the newest schema")
 
 
 @click.group()
