@@ -13,8 +13,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 
 from receiver.event_writer import CONNECTION_ERRORS, EventWriter, Refused
-from receiver.exceptions import ParseError, StoreUnavailableError
+from receiver.exceptions import ParseError, StoreUnavailableError, UnknownValueError
 from receiver.logs import crash_site
+from receiver.metrics import UNKNOWN_VALUES, inc
 from receiver.providers.base import AuthContext, Delivery, Parsed, Provider
 from receiver.store.crypto import Keyring
 from receiver.store.db import transaction
@@ -82,7 +83,7 @@ def ingest(
         now=now, stored_state_digest=_guarded(stored_state_lookup(engine, provider.name))
     )
     provider.authenticate(delivery, context)
-    parsed, parse_error = _parse(delivery, provider)
+    parsed, parse_error, unknown = _parse(delivery, provider)
     stored = writer.store(
         prepare_event(_new_event(delivery, provider, parsed, parse_error), keyring=keyring)
     )
@@ -102,24 +103,31 @@ def ingest(
         outcome = Outcome.DUPLICATE
     else:
         outcome = Outcome.QUARANTINED if parse_error else Outcome.ACCEPTED
+        if unknown is not None:
+            inc(UNKNOWN_VALUES, provider.name, unknown.field)
     return IngestResult(outcome=outcome, event_id=stored.event_id, parsed=parsed)
 
 
-def _parse(delivery: Delivery, provider: Provider) -> tuple[Parsed | None, str | None]:
-    """The parsed delivery, or None and why it is quarantined.
+def _parse(
+    delivery: Delivery, provider: Provider
+) -> tuple[Parsed | None, str | None, UnknownValueError | None]:
+    """The parsed delivery, or None and why it is quarantined (and, for a value the provider's
+    documents do not define, that error, to count it).
 
     Parsing is pure, so any exception is about this content and this code, never the
     infrastructure: an unexpected one quarantines the delivery (replayable once fixed) rather
     than answering 500 to an authentic delivery.
     """
     try:
-        return provider.parse(delivery), None
+        return provider.parse(delivery), None, None
+    except UnknownValueError as exc:
+        return None, str(exc)[:2000], exc
     except ParseError as exc:
-        return None, str(exc)[:2000]
+        return None, str(exc)[:2000], None
     except Exception as exc:
         site = crash_site(exc)
         log.error("%s parser failed; quarantining", provider.name, extra={"reason": site})
-        return None, f"unexpected {site} while parsing"
+        return None, f"unexpected {site} while parsing", None
 
 
 def _new_event(

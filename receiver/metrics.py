@@ -65,6 +65,12 @@ RECEIPT_TO_APPLIED = Histogram(
     "From receipt of an event to its application",
     buckets=APPLY_BUCKETS,
 )
+UNKNOWN_VALUES = Counter(
+    "verihook_unknown_provider_values_total",
+    "Deliveries and poll answers quarantined because a provider sent a value, shape or "
+    "notification its documents do not define (never read as a verdict), by provider and field",
+    ["provider", "field"],
+)
 APPLIED = Counter("verihook_events_applied_total", "Events applied, by outcome", ["outcome"])
 APPLY_FAILURES = Counter("verihook_apply_failures_total", "Events that failed to apply")
 POLLS = Counter(

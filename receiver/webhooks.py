@@ -88,6 +88,36 @@ def read_body(req: Request, limit: int) -> bytes:
     return body
 
 
+CALLBACK_HEADERS = frozenset({"user-agent"})
+"""The only headers kept from a browser redirect: anyone can send one, so what it stores is
+bounded (DESIGN §3), whatever a stranger pads it with."""
+CALLBACK_MAX_PARAMS = 8
+CALLBACK_MAX_NAME = 32
+CALLBACK_MAX_VALUE = 512
+CALLBACK_MAX_HEADER = 256
+
+
+def _headers(req: Request, source: Source) -> tuple[tuple[str, str], ...]:
+    if source is Source.CALLBACK:
+        return tuple(
+            (k, v[:CALLBACK_MAX_HEADER])
+            for k, v in req.headers.items()
+            if k.lower() in CALLBACK_HEADERS
+        )
+    return tuple((k, v) for k, v in req.headers.items() if k.lower() not in DROPPED_HEADERS)
+
+
+def _query(req: Request, source: Source) -> tuple[tuple[str, str], ...]:
+    """A redirect's query, bounded: at most a few short parameters (a longer value is cut, so a
+    provider's id that long cannot pass a check it would fail anyway)."""
+    items = tuple(req.args.items(multi=True))
+    if source is not Source.CALLBACK:
+        return items
+    return tuple(
+        (k[:CALLBACK_MAX_NAME], v[:CALLBACK_MAX_VALUE]) for k, v in items[:CALLBACK_MAX_PARAMS]
+    )
+
+
 def _delivery(
     req: Request, provider: Provider, source: Source, segment: str | None, limit: int
 ) -> Delivery:
@@ -96,8 +126,8 @@ def _delivery(
         provider=provider.name,
         source=source,
         body=read_body(req, limit) if source is Source.WEBHOOK else b"",
-        headers=tuple((k, v) for k, v in req.headers.items() if k.lower() not in DROPPED_HEADERS),
-        query=tuple(req.args.items(multi=True)),
+        headers=_headers(req, source),
+        query=_query(req, source),
         notification=segment if path_role == "notification" else None,
         received_at=datetime.now(UTC),
         path_token=segment if path_role == "token" else None,
@@ -188,17 +218,40 @@ def webhook(name: str, segment: str | None = None) -> Response:
 
 @bp.get("/callbacks/<name>")
 def callback(name: str) -> Response:
-    """A browser redirect from a provider: record it, then send the user to the return URL."""
+    """A browser redirect from a provider: record it (bounded), then always send the person on
+    to the return URL, even when the redirect cannot be used (DESIGN §3): never a JSON error."""
     services = get_services()
-    taken = take_in(services, request._get_current_object(), name, Source.CALLBACK, None)  # type: ignore[attr-defined]
+    try:
+        taken = take_in(services, request._get_current_object(), name, Source.CALLBACK, None)  # type: ignore[attr-defined]
+    except Exception as exc:  # the store is out of reach, or a bug: the person still goes on
+        level = logging.WARNING if isinstance(exc, UNAVAILABLE_ERRORS) else logging.ERROR
+        log.log(level, "callback not recorded: %s", type(exc).__name__, exc_info=True)
+        provider = services.providers.get(name)
+        enabled = provider if provider is not None and provider.is_enabled() else None
+        taken = Taken(enabled, None, json_response({"error": "unavailable"}, 503))
     g.delivery = taken.fields
-    if taken.result is None or taken.provider is None:
+    if taken.provider is None:  # unknown or disabled provider: nothing to send the person on to
         return webhook_answer(taken)
     return_url = services.settings.provider(taken.provider.name).return_url
     if return_url:
         return redirect(return_url, code=302)  # type: ignore[return-value]
-    body = {"status": taken.result.outcome.value, "event_id": taken.result.event_id}
-    return json_response(body, 200)
+    ok = taken.result is not None
+    return Response(
+        CALLBACK_PAGE.format(
+            message="Thank you. You can close this window."
+            if ok
+            else "This link could not be used. You can close this window."
+        ),
+        status=200 if ok else 400,
+        mimetype="text/html",
+    )
+
+
+CALLBACK_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Verification</title>"
+    "<p>{message}</p></html>\n"
+)
+"""What a person sees when no return URL is configured."""
 
 
 # ------------------------------------------------------------------------ the inbound front

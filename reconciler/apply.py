@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -42,7 +42,13 @@ from reconciler.audit.chain import AuditDraft
 from reconciler.ordering import ordering_key
 from reconciler.planner import Policy, SessionFacts, after_event
 from reconciler.poller import SYNTHETIC_EXPIRY, expiry_observation
-from reconciler.sessions import SessionRow, lock_sessions, write_sessions
+from reconciler.sessions import (
+    SessionRow,
+    existing_sessions,
+    hurry_recent_sessions,
+    lock_sessions,
+    write_sessions,
+)
 from reconciler.users import refresh_users
 
 
@@ -109,11 +115,14 @@ def apply_parsed(
 ) -> BatchResult:
     """Apply already-parsed events inside the caller's transaction, with set-based queries."""
     result = BatchResult()
+    _forget_unknown_sessions(session, parsed_events)
     refs = {}
     for event, parsed in parsed_events.values():
         if parsed.session_id is not None:
             refs.setdefault((event.provider, parsed.session_id), parsed.user_ref)
     rows = lock_sessions(session, refs)
+    for provider in sorted({e.provider for e, p in parsed_events.values() if p.poll_recent}):
+        hurry_recent_sessions(session, provider)
     work = {key: _SessionWork(row, (row.status, row.decided_by)) for key, row in rows.items()}
     for event_id, (event, parsed) in list(parsed_events.items()):
         if parsed.session_id is not None and (event.provider, parsed.session_id) not in rows:
@@ -146,6 +155,25 @@ def apply_parsed(
         refresh_users(session, result.changed_users, actor=actor, replay=replay, notify=notify)
     )
     return result
+
+
+def _forget_unknown_sessions(
+    session: Session, parsed_events: dict[int, tuple[InboundEvent, Parsed]]
+) -> None:
+    """A delivery that may not create a session (a stranger's redirect) names one nobody
+    registered: it touches no session at all (DESIGN §3)."""
+    named = {
+        (event.provider, parsed.session_id)
+        for event, parsed in parsed_events.values()
+        if parsed.session_id is not None and not parsed.creates_session
+    }
+    if not named:
+        return
+    known = existing_sessions(session, named)
+    for event_id, (event, parsed) in list(parsed_events.items()):
+        key = (event.provider, parsed.session_id)
+        if not parsed.creates_session and key in named and key not in known:
+            parsed_events[event_id] = (event, replace(parsed, session_id=None, poll_now=False))
 
 
 _OBS = ObservationRecord.__table__  # type: ignore[attr-defined]

@@ -16,9 +16,9 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from receiver.canonical import utc
-from receiver.exceptions import DecryptionError, ParseError
+from receiver.exceptions import DecryptionError, ParseError, UnknownValueError
 from receiver.logs import crash_site
-from receiver.metrics import APPLIED, APPLY_FAILURES, RECEIPT_TO_APPLIED, inc
+from receiver.metrics import APPLIED, APPLY_FAILURES, RECEIPT_TO_APPLIED, UNKNOWN_VALUES, inc
 from receiver.providers.base import Parsed
 from receiver.services import Services
 from receiver.store.db import transaction
@@ -75,7 +75,7 @@ def apply_batch(
     events = session.execute(select(InboundEvent).where(InboundEvent.id.in_(event_ids))).scalars()
     parsed: dict[int, tuple[InboundEvent, Parsed]] = {}
     for event in events:
-        error = _reparse(services, event, parsed)
+        error = _reparse(services, event, parsed, count_unknown=not replay)
         if error is not None:
             _quarantine(session, event, error)
             stats.quarantined += 1
@@ -105,7 +105,11 @@ def apply_batch(
 
 
 def _reparse(
-    services: Services, event: InboundEvent, parsed: dict[int, tuple[InboundEvent, Parsed]]
+    services: Services,
+    event: InboundEvent,
+    parsed: dict[int, tuple[InboundEvent, Parsed]],
+    *,
+    count_unknown: bool = True,
 ) -> str | None:
     """Re-parse one event into `parsed`; return why it must be quarantined instead, if so.
 
@@ -119,6 +123,10 @@ def _reparse(
         return f"provider {event.provider!r} is not configured any more"
     try:
         parsed[event.id] = (event, parse_event(event, provider, services.keyring))
+    except UnknownValueError as exc:  # a poll answer the provider's documents do not define
+        if count_unknown:
+            inc(UNKNOWN_VALUES, event.provider, exc.field)
+        return str(exc)
     except ParseError as exc:
         return str(exc)
     except DecryptionError:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -131,3 +132,55 @@ def lock_sessions(
         if locked is not None and locked.user_ref is None and user_ref:
             locked.user_ref = user_ref
     return found
+
+
+def existing_sessions(session: Session, keys: Iterable[SessionKey]) -> set[SessionKey]:
+    """Which of these (provider, session id) pairs are known sessions (no lock taken)."""
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    by_provider: dict[str, list[str]] = {}
+    for provider, session_id in wanted:
+        by_provider.setdefault(provider, []).append(session_id)
+    query = select(_TABLE.c.provider, _TABLE.c.session_id).where(
+        or_(
+            *[
+                and_(_TABLE.c.provider == provider, _TABLE.c.session_id.in_(ids))
+                for provider, ids in sorted(by_provider.items())
+            ]
+        )
+    )
+    return {(p, s) for p, s in session.connection().execute(query)}
+
+
+RECENT_WINDOW = timedelta(minutes=30)
+RECENT_LIMIT = 10
+"""A redirect that names no session polls at most this many of the provider's sessions started
+within the window (the newest first), so a stranger's redirects cannot make polls without end."""
+
+
+def hurry_recent_sessions(session: Session, provider: str) -> int:
+    """Make the provider's recently started, unsettled sessions due now; return how many.
+
+    Sessions another worker holds are skipped (never waited for: this runs while the caller
+    holds its own batch's sessions)."""
+    now = utcnow()
+    query = (
+        select(_TABLE.c.id)
+        .where(
+            _TABLE.c.provider == provider,
+            _TABLE.c.settled.is_(False),
+            _TABLE.c.created_at >= now - RECENT_WINDOW,
+            or_(_TABLE.c.next_check_at.is_(None), _TABLE.c.next_check_at > now),
+        )
+        .order_by(_TABLE.c.created_at.desc())
+        .limit(RECENT_LIMIT)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.connection().execute(query).scalars())
+    if ids:
+        session.connection().execute(
+            update(_TABLE).where(_TABLE.c.id.in_(ids)).values(next_check_at=now)
+        )
+    return len(ids)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
+from receiver.canonical import utc
 from receiver.providers.docverify import state_digest
 from receiver.store.models import InboundEvent, OutboxEntry, VerificationSession
 from tests.conftest import provider_settings
@@ -91,12 +93,45 @@ def test_docverify_reloaded_redirect_is_one_event(client, engine):  # type: igno
         {"sessionId": "dv-unknown", "state": STATE},
     ],
 )
-def test_docverify_wrong_or_missing_state_or_unknown_session_is_401(client, engine, query):  # type: ignore[no-untyped-def]
+def test_docverify_unusable_redirect_still_sends_the_person_on_and_stores_nothing(  # type: ignore[no-untyped-def]
+    client, engine, query
+):
     add_session(engine, "dv-sess-2")
+    before = auth_failures("docverify")
     answer = docverify(client, **query)
-    assert answer.status_code == 401
-    assert "Location" not in answer.headers
+    assert answer.status_code == 302  # a person is on the other end: never a JSON error
+    assert answer.headers["Location"] == DOCVERIFY_RETURN
     assert events(engine) == []
+    assert auth_failures("docverify") == before + 1
+
+
+def auth_failures(provider: str) -> float:
+    from prometheus_client import REGISTRY
+
+    total = 0.0
+    for metric in REGISTRY.collect():
+        if metric.name == "verihook_auth_failures":
+            total += sum(
+                s.value
+                for s in metric.samples
+                if s.name.endswith("_total") and s.labels.get("provider") == provider
+            )
+    return total
+
+
+def test_docverify_redirect_without_a_return_url_shows_a_page_not_json(make_services, engine):  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    providers = provider_settings()
+    providers["docverify"] = {**providers["docverify"], "return_url": ""}
+    client = create_app(services=make_services(providers=providers)).test_client()
+    add_session(engine, "dv-sess-page")
+    good = docverify(client, sessionId="dv-sess-page", state=STATE)
+    bad = docverify(client, sessionId="dv-sess-page", state="wrong")
+    assert (good.status_code, bad.status_code) == (200, 400)
+    for answer in (good, bad):
+        assert answer.mimetype == "text/html"
+        assert b"close this window" in answer.data
 
 
 def test_docverify_status_in_the_url_is_not_trusted(client, engine, services):  # type: ignore[no-untyped-def]
@@ -121,17 +156,17 @@ def test_docverify_status_in_the_url_is_not_trusted(client, engine, services):  
     assert row.next_check_at is not None  # due for a poll now
 
 
-def test_docverify_repeated_state_parameter_is_401(client, engine):  # type: ignore[no-untyped-def]
+def test_docverify_repeated_state_parameter_is_refused(client, engine):  # type: ignore[no-untyped-def]
     add_session(engine, "dv-sess-3")
     answer = client.get(f"/callbacks/docverify?sessionId=dv-sess-3&state={STATE}&state={STATE}")
-    assert answer.status_code == 401
+    assert (answer.status_code, answer.headers["Location"]) == (302, DOCVERIFY_RETURN)
     assert events(engine) == []
 
 
-def test_docverify_state_of_another_providers_session_is_401(client, engine):  # type: ignore[no-untyped-def]
+def test_docverify_state_of_another_providers_session_is_refused(client, engine):  # type: ignore[no-untyped-def]
     add_session(engine, "shared-id", provider="contiguity")
     answer = docverify(client, sessionId="shared-id", state=STATE)
-    assert answer.status_code == 401
+    assert (answer.status_code, answer.headers["Location"]) == (302, DOCVERIFY_RETURN)
     assert events(engine) == []
 
 
@@ -158,7 +193,41 @@ def test_docverify_disabled_is_404(make_services, engine):  # type: ignore[no-un
 # --- nevis ----------------------------------------------------------------------------------
 
 
-def test_nevis_redirect_is_stored_and_sent_to_the_return_url(client, engine):  # type: ignore[no-untyped-def]
+def nevis_session(engine, session_id: str, *, age_minutes: float = 1.0) -> None:  # type: ignore[no-untyped-def]
+    """A Nevis session the backend registered `age_minutes` ago, next checked in an hour."""
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        session.add(
+            VerificationSession(
+                provider="nevis",
+                session_id=session_id,
+                user_ref=f"user-{session_id}",
+                created_at=now - timedelta(minutes=age_minutes),
+                next_check_at=now + timedelta(hours=1),
+            )
+        )
+        session.commit()
+
+
+def nevis_row(engine, session_id: str) -> VerificationSession | None:  # type: ignore[no-untyped-def]
+    with Session(engine) as session:
+        return session.execute(
+            select(VerificationSession).where(
+                VerificationSession.provider == "nevis",
+                VerificationSession.session_id == session_id,
+            )
+        ).scalar_one_or_none()
+
+
+def due_now(row: VerificationSession | None) -> bool:
+    assert row is not None and row.next_check_at is not None
+    return utc(row.next_check_at) <= datetime.now(UTC)
+
+
+def test_nevis_redirect_polls_a_registered_session_now(client, engine, services):  # type: ignore[no-untyped-def]
+    from reconciler.drain import drain_ready_events
+
+    nevis_session(engine, "123456789")
     answer = client.get("/callbacks/nevis?sessionId=123456789")
     assert answer.status_code == 302
     assert answer.headers["Location"] == NEVIS_RETURN
@@ -173,45 +242,85 @@ def test_nevis_redirect_is_stored_and_sent_to_the_return_url(client, engine):  #
     again = client.get("/callbacks/nevis?sessionId=123456789")
     assert again.status_code == 302
     assert len(events(engine)) == 1
+    drain_ready_events(services)
+    assert due_now(nevis_row(engine, "123456789"))
 
 
 @pytest.mark.parametrize(
     "query",
     [
+        "",  # what Nevis documents: a fixed URL with no parameters
         "sessionId=12345678",
         "sessionId=1234567890",
         "sessionId=12345678a",
         "sessionId=",
         "sessionId=%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%95%EF%BC%96%EF%BC%97%EF%BC%98%EF%BC%99",
-        "sessionId=123456789%0A",
         "sessionId=+123456789",
-        "",
         "session_id=123456789",
         "sessionId=123456789&sessionId=987654321",
+        "sessionId=555666777",  # well formed, but no session the backend registered
     ],
 )
-def test_nevis_non_nine_digit_session_id_is_401(client, engine, query):  # type: ignore[no-untyped-def]
+def test_nevis_redirect_never_creates_a_session_and_always_redirects(  # type: ignore[no-untyped-def]
+    client, engine, services, query
+):
+    from reconciler.drain import drain_ready_events
+
     answer = client.get("/callbacks/nevis?" + query)
-    control = "%0A" in query or "%00" in query  # refused before authentication, as 400
-    assert answer.status_code == (400 if control else 401)
-    assert events(engine) == []
+    assert (answer.status_code, answer.headers["Location"]) == (302, NEVIS_RETURN)
+    assert len(events(engine)) == 1  # a small record of it, for on-call
+    drain_ready_events(services)
+    with Session(engine) as session:
+        assert session.execute(select(VerificationSession)).first() is None
+    assert [e.state for e in events(engine)] == ["applied"]
+
+
+def test_nevis_redirect_naming_no_session_polls_recent_sessions_early(client, engine, services):  # type: ignore[no-untyped-def]
+    from reconciler.drain import drain_ready_events
+    from reconciler.sessions import RECENT_LIMIT
+
+    recent = [f"1000000{n:02d}" for n in range(RECENT_LIMIT + 3)]
+    for age, session_id in enumerate(recent):
+        nevis_session(engine, session_id, age_minutes=1 + age)
+    nevis_session(engine, "999999999", age_minutes=120)  # started long ago: left alone
+    for _ in range(5):  # redirects in the same minute coalesce into one
+        assert client.get("/callbacks/nevis").status_code == 302
+    assert len(events(engine)) == 1
+    drain_ready_events(services)
+    hurried = [s for s in recent if due_now(nevis_row(engine, s))]
+    assert hurried == recent[:RECENT_LIMIT]  # the newest ones, a bounded number
+    assert not due_now(nevis_row(engine, "999999999"))
+
+
+def test_padded_redirects_store_small_bounded_records(client, engine):  # type: ignore[no-untyped-def]
+    """A stranger's redirect with 90 padded headers and a long query stores a small record."""
+    from sqlalchemy import func
+
+    padding = {f"X-Pad-{n}": "p" * 8000 for n in range(90)}
+    for n in range(100):
+        query = urlencode(
+            {"sessionId": f"{700000000 + n}", **{f"k{m}": "v" * 4000 for m in range(20)}}
+        )
+        answer = client.get(f"/callbacks/nevis?{query}", headers=padding)
+        assert answer.status_code == 302
+    with Session(engine) as session:
+        count, stored = session.execute(
+            select(func.count(), func.sum(func.length(InboundEvent.payload_blob)))
+        ).one()
+    assert count == 100
+    assert stored < 1_000_000, f"100 padded redirects stored {stored} bytes"
 
 
 def test_nevis_status_in_the_url_is_not_trusted(client, engine, services):  # type: ignore[no-untyped-def]
     from reconciler.drain import drain_ready_events
 
+    nevis_session(engine, "111222333")
     answer = client.get("/callbacks/nevis?sessionId=111222333&status=verified")
     assert answer.status_code == 302
     drain_ready_events(services)
-    with Session(engine) as session:
-        row = session.execute(
-            select(VerificationSession).where(
-                VerificationSession.provider == "nevis",
-                VerificationSession.session_id == "111222333",
-            )
-        ).scalar_one()
-    assert row.status != "verified"
-    assert row.next_check_at is not None  # the redirect only made the session due for a poll
+    row = nevis_row(engine, "111222333")
+    assert row is not None and row.status != "verified"
+    assert due_now(row)  # the redirect only made the session due for a poll
 
 
 def test_nevis_disabled_is_404(make_services, engine):  # type: ignore[no-untyped-def]

@@ -81,14 +81,39 @@ def test_every_notification_url_accepts_a_signed_result(client, engine, notifica
     assert len(events(engine)) == 1
 
 
-@pytest.mark.parametrize("notification", ["approved", "AUTO-FINISHED", "auto_finished", "x" * 41])
-def test_unknown_notification_is_401_and_nothing_stored(client, engine, notification):  # type: ignore[no-untyped-def]
-    # The code refuses an unknown notification in authenticate(): 401, not 404.
+@pytest.mark.parametrize("notification", ["AUTO-FINISHED", "auto_finished", "x" * 41, "1"])
+def test_malformed_notification_is_401_and_nothing_stored(client, engine, notification):  # type: ignore[no-untyped-def]
+    # A segment that cannot be a notification name is refused in authenticate(): 401, not 404.
     body = idenfy_result("APPROVED", "scan-unknown-notification")
     answer = post(client, body, idenfy_signature(body), url=f"{URL}/{notification}")
     assert answer.status_code == 401
     assert answer.get_json() == {"error": "authentication failed"}
     assert events(engine) == []
+
+
+@pytest.mark.parametrize("notification", ["approved", "identification-expired", "reviewing"])
+def test_undocumented_notification_is_kept_for_a_person_and_counted(client, engine, notification):  # type: ignore[no-untyped-def]
+    """A signed delivery to a notification iDenfy does not document: stored raw, quarantined
+    (never read as a verdict, though its overall says APPROVED), and counted."""
+    body = idenfy_result("APPROVED", "scan-unknown-notification")
+    before = unknown_values("idenfy", "notification")
+    answer = post(client, body, idenfy_signature(body), url=f"{URL}/{notification}")
+    assert answer.status_code == 202
+    assert answer.get_json()["status"] == "quarantined"
+    [event] = events(engine)
+    assert event.state == "quarantined" and "notification" in (event.parse_error or "")
+    assert unknown_values("idenfy", "notification") == before + 1
+    unsigned = post(client, body, "00" * 32, url=f"{URL}/{notification}")
+    assert unsigned.status_code == 401
+
+
+def unknown_values(provider: str, field: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "verihook_unknown_provider_values_total", {"provider": provider, "field": field}
+    )
+    return value or 0.0
 
 
 def test_tampered_body_is_401(client, engine):  # type: ignore[no-untyped-def]

@@ -91,6 +91,11 @@ class Parsed:
     poll_now: bool = False
     delivery_id: str | None = None
     """The provider's own id for this delivery, when it sends one (used for dedupe)."""
+    creates_session: bool = True
+    """False for what a stranger can send (a browser redirect): it may only touch a session the
+    backend registered (or an authentic delivery created), never create one."""
+    poll_recent: bool = False
+    """A redirect that names no session: poll the provider's recently started sessions early."""
 
 
 @dataclass(frozen=True)

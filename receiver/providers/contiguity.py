@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import httpx
 
 from receiver.canonical import DecidedBy, Observation, Source, Status, from_unix
-from receiver.exceptions import AuthenticationError, ParseError
+from receiver.exceptions import AuthenticationError, ParseError, UnknownValueError
 from receiver.providers.base import (
     AuthContext,
     CreatedSession,
@@ -32,6 +32,8 @@ from receiver.signatures import verify_timestamped_hmac
 
 SIGNATURE_HEADER = "Contiguity-Signature"
 SESSION_EVENT_PREFIX = "identity.verification_session."
+REPORT_EVENT_PREFIX = "identity.verification_report."
+REPORT_ID_PREFIX = "vr_"
 
 STATUS_MAP: dict[str, tuple[Status, DecidedBy]] = {
     "created": (Status.PENDING, DecidedBy.AUTO),
@@ -87,15 +89,15 @@ class ContiguityProvider:
             return Parsed(session_id=None, user_ref=None, delivery_id=event_id)
         if not isinstance(data, dict):
             raise ParseError("field 'data' missing or not an object")
+        if event_type.startswith(REPORT_EVENT_PREFIX):
+            return replace(_report(data), delivery_id=event_id)
         if not event_type.startswith(SESSION_EVENT_PREFIX):
-            return Parsed(
-                session_id=_session_id(data, required=False), user_ref=None, delivery_id=event_id
-            )
+            raise UnknownValueError(self.name, "type", "event type")
         suffix = event_type.removeprefix(SESSION_EVENT_PREFIX)
+        if suffix == "completed":
+            return replace(_completed(data), delivery_id=event_id)
         if suffix not in STATUS_MAP:
-            raise ParseError(
-                "unknown Contiguity event type (value withheld: it may be personal data)"
-            )
+            raise UnknownValueError(self.name, "type", "event type")
         occurred = from_unix(timestamp, field="timestamp")
         parsed = _parsed(data, suffix, occurred, Source.WEBHOOK)
         return replace(parsed, delivery_id=event_id)
@@ -112,9 +114,7 @@ class ContiguityProvider:
             raise ParseError("session object is not a JSON object")
         status = require_str(answer, "status", max_length=40)
         if status not in STATUS_MAP:
-            raise ParseError(
-                "unknown Contiguity session status (value withheld: it may be personal data)"
-            )
+            raise UnknownValueError(self.name, "status")
         updated = answer.get("updated")
         occurred = received_at
         if isinstance(updated, int | float) and not isinstance(updated, bool):
@@ -128,28 +128,56 @@ class ContiguityProvider:
         return ContiguityClient(self.settings, http)
 
 
-def _session_id(data: dict[str, Any], *, required: bool = True) -> str | None:
-    """The session id: `data.id` when it is a `vs_…`, else `data.verification_session`."""
-    candidate = optional_str(data, "id")
-    if candidate and candidate.startswith("vs_"):
-        return candidate
+def _session_id(data: dict[str, Any]) -> str:
+    """The session a session event is about: `data.verification_session` (a string or an
+    object with an `id`) when present, else `data.id` (ASSUMED: `data` is the session). A
+    report id (`vr_…`) is never taken for a session id."""
+    session_id = _session_reference(data) or optional_str(data, "id")
+    if session_id is None:
+        raise ParseError("no session id in data.id or data.verification_session")
+    if session_id.startswith(REPORT_ID_PREFIX):
+        raise UnknownValueError(ContiguityProvider.name, "data.id", "session reference")
+    return session_id
+
+
+def _session_reference(data: dict[str, Any]) -> str | None:
+    """`data.verification_session` (string or `{id}`), the only way a report names its session."""
     nested = data.get("verification_session")
     if isinstance(nested, dict):
         nested = nested.get("id")
-    if isinstance(nested, str) and nested.strip() and len(nested) <= 128:
-        return storable(nested, "verification_session")
-    if candidate:
-        return candidate
-    if required:
-        raise ParseError("no session id in data.id or data.verification_session")
-    return None
+    if not isinstance(nested, str) or not nested.strip():
+        return None
+    if len(nested) > 128:
+        raise ParseError("field 'verification_session' is longer than 128 characters")
+    return storable(nested, "verification_session")
+
+
+def _report(data: dict[str, Any]) -> Parsed:
+    """An `identity.verification_report.*` event: no status. A report that names its session
+    is attached to it; one that names none is kept for a person (quarantined, counted), never
+    guessed from the report's own id."""
+    session_id = _session_reference(data)
+    if session_id is None or session_id.startswith(REPORT_ID_PREFIX):
+        raise UnknownValueError(
+            ContiguityProvider.name, "data.verification_session", "session reference"
+        )
+    return Parsed(session_id=session_id, user_ref=optional_str(data, "client_reference_id"))
+
+
+def _completed(data: dict[str, Any]) -> Parsed:
+    """`identity.verification_session.completed`, named only in the docs' prose: it says the
+    flow ended, not how. Attached to its session, which is polled now for the outcome."""
+    return Parsed(
+        session_id=_session_id(data),
+        user_ref=optional_str(data, "client_reference_id"),
+        poll_now=True,
+    )
 
 
 def _parsed(
     data: dict[str, Any], status_name: str, occurred_at: datetime, source: Source
 ) -> Parsed:
     session_id = _session_id(data)
-    assert session_id is not None
     status, decided_by = STATUS_MAP[status_name]
     user_ref = optional_str(data, "client_reference_id")
     reasons = []

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from receiver.canonical import Observation, Source, Status
-from receiver.exceptions import AuthenticationError, ParseError
+from receiver.exceptions import AuthenticationError, ParseError, UnknownValueError
 from receiver.providers.base import (
     AuthContext,
     CreatedSession,
@@ -39,9 +39,10 @@ INCOMPLETE_MAP: dict[str, Status] = {
     "capturing": Status.PROCESSING,
     "processing": Status.PROCESSING,
     "recapture": Status.REQUIRES_INPUT,
-    "error": Status.REJECTED,
+    "error": Status.REQUIRES_INPUT,
 }
-"""Incomplete result status → canonical (`error` is rejected with reason provider_error)."""
+"""`IncompleteSessionResult` status → canonical. `error` is incomplete, never a verdict: it is
+requires_input with reason provider_error (a person or a new session decides)."""
 
 RECOMMENDATION_MAP: dict[str, Status] = {
     "ALLOW": Status.VERIFIED,
@@ -85,7 +86,9 @@ class DocverifyProvider:
 
     def parse(self, delivery: Delivery) -> Parsed:
         """A callback says nothing about the result: poll the session now."""
-        return Parsed(session_id=_session_id(delivery), user_ref=None, poll_now=True)
+        return Parsed(
+            session_id=_session_id(delivery), user_ref=None, poll_now=True, creates_session=False
+        )
 
     def dedupe_key(self, delivery: Delivery, parsed: Parsed | None) -> str:
         """One callback per session and state (a reloaded redirect is a duplicate)."""
@@ -94,7 +97,11 @@ class DocverifyProvider:
         )
 
     def parse_status(self, session_id: str, answer: Any, received_at: datetime) -> Parsed:
-        """A `/result` answer → one observation (source poll)."""
+        """A `/result` answer → one observation (source poll).
+
+        verihook asks `detailed=true` (`CompleteSessionResult` / `IncompleteSessionResult`); a
+        `DeprecatedSessionResult` (what Transmit answers when `detailed` is not true) is read
+        too, keeping its `rejection_description` as reasons and its extracted/verified info."""
         if not isinstance(answer, dict):
             raise ParseError("result is not a JSON object")
         status_name = require_str(answer, "status", max_length=40)
@@ -102,25 +109,25 @@ class DocverifyProvider:
         if status_name == "complete":
             recommendation = require_str(answer, "recommendation", max_length=40)
             if recommendation not in RECOMMENDATION_MAP:
-                raise ParseError("unknown recommendation (value withheld: it may be personal data)")
+                raise UnknownValueError(self.name, "recommendation")
             status, provider_status = (
                 RECOMMENDATION_MAP[recommendation],
                 f"complete:{recommendation}",
             )
-            reasons = _check_reasons(answer.get("checks"))
+            reasons = _check_reasons(answer.get("checks")) + _descriptions(
+                answer.get("rejection_description")
+            )
         elif status_name in INCOMPLETE_MAP:
             status, provider_status = INCOMPLETE_MAP[status_name], status_name
             reasons = ("provider_error",) if status_name == "error" else ()
         else:
-            raise ParseError(
-                "unknown verification status (value withheld: it may be personal data)"
-            )
-        details = {k: answer[k] for k in ("person", "document", "risk_details") if k in answer}
+            raise UnknownValueError(self.name, "status")
+        details = {k: answer[k] for k in DETAIL_FIELDS if k in answer}
         observation = Observation(
             provider=self.name,
             session_id=session_id,
             status=status,
-            final=status_name in ("complete", "error"),
+            final=status_name == "complete",
             occurred_at=received_at,
             source=Source.POLL,
             provider_status=provider_status,
@@ -139,6 +146,28 @@ def _session_id(delivery: Delivery) -> str:
     if not session_id or len(session_id) > MAX_ID_LENGTH or not session_id.isprintable():
         raise AuthenticationError("missing_session_id")
     return session_id
+
+
+DETAIL_FIELDS = (
+    "person",
+    "document",
+    "risk_details",
+    "additional_info",
+    "rejection_description",
+    "extracted_info",
+    "verified_info",
+)
+"""What a result keeps, encrypted, beside its status: the detailed shape's person, document and
+risk details, and the deprecated shape's rejection description and extracted/verified info."""
+
+
+def _descriptions(descriptions: object) -> tuple[str, ...]:
+    """The deprecated shape's `rejection_description` lines, as short reasons."""
+    if not isinstance(descriptions, list):
+        return ()
+    return tuple(
+        f"rejection:{d}"[:64] for d in descriptions[:10] if isinstance(d, str) and d.isprintable()
+    )
 
 
 def _check_reasons(checks: object) -> tuple[str, ...]:
@@ -247,8 +276,11 @@ class DocverifyClient:
         )
 
     def fetch_status(self, session_id: str) -> Any:
-        """`GET /api/v1/verification/{sid}/result`."""
-        return self._authed("GET", f"/api/v1/verification/{session_id}/result")
+        """`GET /api/v1/verification/{sid}/result?detailed=true`: the Complete/Incomplete result
+        shapes, not the deprecated one (which loses the checks and the risk details)."""
+        return self._authed(
+            "GET", f"/api/v1/verification/{session_id}/result", params={"detailed": "true"}
+        )
 
     def delete_session(self, session_id: str) -> bool:
         """`DELETE /api/v1/verification/{sid}`: the provider deletes the session and the personal

@@ -7,6 +7,7 @@ a rare fallback (`POST /api/v2/status`), as iDenfy asks.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ from receiver.canonical import (
     Status,
     from_unix,
 )
-from receiver.exceptions import AuthenticationError, ParseError
+from receiver.exceptions import AuthenticationError, ParseError, UnknownValueError
 from receiver.providers.base import (
     AuthContext,
     CreatedSession,
@@ -54,8 +55,14 @@ OVERALL_MAP: dict[str, Status] = {
 }
 """iDenfy `status.overall` → canonical status."""
 
-PRELIMINARY = frozenset({"APPROVED", "DENIED", "SUSPECTED"})
-"""A verdict with `final: false` is preliminary: a manual review follows, so it reads as review."""
+VERDICT_VALUES = frozenset({"APPROVED", "DENIED", "SUSPECTED"})
+"""Overall values that carry a decision. With `final: false` one is preliminary (a manual review
+follows), so it reads as review."""
+
+NOTIFICATION_NAME = re.compile(r"[a-z][a-z-]{0,39}")
+"""What a notification URL segment may look like; a well-formed unknown one is quarantined."""
+
+MANUAL_FIELDS = ("manualDocument", "manualFace")
 
 LIFECYCLE_ONLY = frozenset({"DELETED", "ARCHIVED"})
 """Overall values about data lifecycle, not about the verification: recorded, no observation."""
@@ -83,7 +90,9 @@ class IdenfyProvider:
         """Check the hex HMAC-SHA256 of the raw body with any configured key."""
         if delivery.source is not Source.WEBHOOK:
             raise AuthenticationError("unsupported_source")
-        if delivery.notification is not None and delivery.notification not in NOTIFICATIONS:
+        if delivery.notification is not None and not NOTIFICATION_NAME.fullmatch(
+            delivery.notification
+        ):
             raise AuthenticationError("unknown_notification")
         verify_body_hmac(
             delivery.single_header(SIGNATURE_HEADER), delivery.body, self.settings.webhook_secrets
@@ -91,6 +100,8 @@ class IdenfyProvider:
 
     def parse(self, delivery: Delivery) -> Parsed:
         """The result callback → one observation (none for DELETED/ARCHIVED notes)."""
+        if delivery.notification is not None and delivery.notification not in NOTIFICATIONS:
+            raise UnknownValueError(IdenfyProvider.name, "notification", "notification")
         payload = load_json_object(delivery.body)
         status = payload.get("status")
         if not isinstance(status, dict):
@@ -124,11 +135,16 @@ def _occurred_at(payload: dict[str, Any], received_at: datetime) -> datetime:
     return received_at
 
 
-def _decided_by(status: dict[str, Any], notification: str | None) -> DecidedBy:
-    manual = notification == "manual-finished" or any(
-        isinstance(status.get(k), str) and status[k] for k in ("manualDocument", "manualFace")
-    )
-    return DecidedBy.MANUAL if manual else DecidedBy.AUTO
+def _decided_by(status: dict[str, Any], notification: str | None, final: object) -> DecidedBy:
+    """Manual only when a person decided: the manual-finished notification, or a final result
+    (on any notification but auto-finished) whose manual fields are filled. A `final: false`
+    result is preliminary whatever its manual fields say (go-idenfy testdata/webhook.1.json)."""
+    if notification == "manual-finished":
+        return DecidedBy.MANUAL
+    if notification == "auto-finished" or final is False:
+        return DecidedBy.AUTO
+    filled = any(isinstance(status.get(k), str) and status[k] for k in MANUAL_FIELDS)
+    return DecidedBy.MANUAL if filled else DecidedBy.AUTO
 
 
 def _reasons(status: dict[str, Any]) -> tuple[str, ...]:
@@ -145,6 +161,11 @@ def _reasons(status: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _canonical(overall: str, notification: str | None, final: object) -> Status | None:
+    """DESIGN §2: a verdict in `status.overall` is read on every notification, the expired and
+    cancelled ones too (iDenfy sends its expiry webhook late, after the decision); otherwise
+    those two end the session. A `final: false` verdict is review until the final one."""
+    if overall in VERDICT_VALUES:
+        return Status.REVIEW if final is False else OVERALL_MAP[overall]
     if notification == "cancelled":
         return Status.CANCELED
     if notification == "expired":
@@ -152,9 +173,7 @@ def _canonical(overall: str, notification: str | None, final: object) -> Status 
     if overall in LIFECYCLE_ONLY:
         return None
     if overall not in OVERALL_MAP:
-        raise ParseError("unknown iDenfy overall status (value withheld: it may be personal data)")
-    if final is False and overall in PRELIMINARY:
-        return Status.REVIEW
+        raise UnknownValueError(IdenfyProvider.name, "status.overall")
     return OVERALL_MAP[overall]
 
 
@@ -182,7 +201,7 @@ def _parsed(
         status=canonical,
         occurred_at=occurred,
         source=source,
-        decided_by=_decided_by(status, notification),
+        decided_by=_decided_by(status, notification, payload.get("final")),
         user_ref=user_ref,
         provider_status=f"{notification or 'status'}:{overall}"[:64],
         reasons=_reasons(status),

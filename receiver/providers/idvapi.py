@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import httpx
 
 from receiver.canonical import Observation, Source, Status, provider_time
-from receiver.exceptions import AuthenticationError, ParseError
+from receiver.exceptions import AuthenticationError, ParseError, UnknownValueError
 from receiver.providers.base import (
     AuthContext,
     CreatedSession,
@@ -75,9 +75,7 @@ class IdvapiProvider:
             raise ParseError("field 'verification_result' missing or not an object")
         status_name = require_str(result, "status", max_length=40)
         if status_name not in STATUS_MAP:
-            raise ParseError(
-                "unknown verification_result.status (value withheld: it may be personal data)"
-            )
+            raise UnknownValueError(self.name, "verification_result.status")
         occurred = _timestamp(payload, "completed_at") or _timestamp(result, "timestamp")
         assessment = result.get("verificationAssessment")
         assessment = assessment if isinstance(assessment, dict) else {}

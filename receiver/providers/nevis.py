@@ -1,8 +1,12 @@
 """Nevis Authentication Cloud identity verification: a redirect and a status poll, no webhooks.
 
-The redirect (`/callbacks/nevis?sessionId=…`) authenticates nothing and says nothing: it only makes
-the session due for `GET …/idverification/sessions/{id}`. ASSUMED (docs/PROVIDERS.md): the final
-statuses are `verified`/`failed`, and `updatedAt` dates the status.
+Nevis's redirect URL is fixed per customer (set when ordering) and documented with no
+parameters, so the redirect (`/callbacks/nevis`) authenticates nothing and is only a hint: one
+that names a session (`?sessionId=…`, ASSUMED) makes that session due for
+`GET …/idverification/sessions/{id}` if the backend registered it, and never creates one; one
+that names none makes the recently started sessions due early (coalesced per minute). The
+browser always goes on to the return URL. ASSUMED (docs/PROVIDERS.md): the final statuses are
+`verified`/`failed`, and `updatedAt` dates the status.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, ClassVar
 import httpx
 
 from receiver.canonical import Observation, Source, Status
-from receiver.exceptions import AuthenticationError, ParseError
+from receiver.exceptions import ParseError, UnknownValueError
 from receiver.providers.base import (
     AuthContext,
     CreatedSession,
@@ -54,16 +58,23 @@ class NevisProvider:
         return key is not None and bool(key.get_secret_value())
 
     def authenticate(self, delivery: Delivery, context: AuthContext) -> None:
-        """Nothing to verify beyond a well-formed nine-digit session id."""
-        _session_id(delivery)
+        """Nothing to authenticate: a redirect is a hint, and what it may do is bounded."""
 
     def parse(self, delivery: Delivery) -> Parsed:
-        """The redirect only triggers a poll."""
-        return Parsed(session_id=_session_id(delivery), user_ref=None, poll_now=True)
+        """A redirect naming a well-formed session id polls that session now if it exists; any
+        other redirect polls the recently started sessions early. Neither creates a session."""
+        session_id = _session_id(delivery)
+        if session_id is None:
+            return Parsed(session_id=None, user_ref=None, poll_recent=True)
+        return Parsed(session_id=session_id, user_ref=None, poll_now=True, creates_session=False)
 
     def dedupe_key(self, delivery: Delivery, parsed: Parsed | None) -> str:
-        """One redirect per session."""
-        return "callback:" + _session_id(delivery)
+        """One redirect per session; redirects naming none coalesce per minute."""
+        session_id = _session_id(delivery)
+        if session_id is not None:
+            return "callback:" + session_id
+        minute = int(delivery.received_at.timestamp() // 60)
+        return f"callback:recent:{minute}"
 
     def parse_status(self, session_id: str, answer: Any, received_at: datetime) -> Parsed:
         """The session answer → one observation (source poll)."""
@@ -71,7 +82,7 @@ class NevisProvider:
             raise ParseError("session answer is not a JSON object")
         status_name = require_str(answer, "status", max_length=40)
         if status_name not in STATUS_MAP:
-            raise ParseError("unknown Nevis status (value withheld: it may be personal data)")
+            raise UnknownValueError(self.name, "status")
         result = answer.get("result") if isinstance(answer.get("result"), dict) else {}
         code = result.get("errorCode") if isinstance(result, dict) else None
         observation = Observation(
@@ -91,11 +102,10 @@ class NevisProvider:
         return NevisClient(self.settings, http)
 
 
-def _session_id(delivery: Delivery) -> str:
+def _session_id(delivery: Delivery) -> str | None:
+    """The redirect's nine-digit `sessionId`, if it names one (anything else names none)."""
     session_id = delivery.query_value("sessionId")
-    if session_id is None or not SESSION_ID.fullmatch(session_id):
-        raise AuthenticationError("malformed_session_id")
-    return session_id
+    return session_id if session_id is not None and SESSION_ID.fullmatch(session_id) else None
 
 
 def _updated_at(value: object) -> datetime | None:
