@@ -1,7 +1,8 @@
 """`verihook demo`: the five provider simulators under chaos against verihook's real processes.
 
 It starts the simulators (30 % of webhooks and redirects dropped, 20 % duplicated, deliveries
-shuffled and delayed, seeded), then verihook on its embedded defaults in a fresh directory: a
+shuffled and delayed, seeded; the providers' real-world variants mixed in, see
+verdict.DEMO_VARIANTS), then verihook on its embedded defaults in a fresh directory: a
 private Redis, SQLite, `verihook web`, two `verihook worker`s and one `verihook scheduler`, with
 short intervals. It creates sessions through verihook's API, scripts each one's outcome at its
 simulator, waits until verihook agrees with every simulator (or a timeout), stops everything it
@@ -33,6 +34,7 @@ from receiver.embedded_redis import EmbeddedRedis
 from receiver.store.crypto import new_key_spec
 from reconciler.demo.verdict import (
     DEMO_CHAOS,
+    DEMO_VARIANTS,
     DemoReport,
     PlannedSession,
     build_report,
@@ -40,14 +42,18 @@ from reconciler.demo.verdict import (
     evaluate,
     format_report,
     plan_sessions,
+    result_shape_notes,
     review_notes,
+    variant_notes,
 )
 
 if TYPE_CHECKING:  # the simulators are imported when a demo runs, not with every command
     from reconciler.simulators import Simulator
 
-ROOT = Path(__file__).resolve().parent.parent
-"""Where app.py lives: the working directory of every verihook process the demo starts."""
+ROOT = Path(__file__).resolve().parents[2]
+"""Where app.py lives (reconciler/demo/run.py → the project root): the working directory and
+PYTHONPATH of every verihook process the demo starts, so they run this tree's code (not whatever
+an editable install points at)."""
 
 DEMO_POLICY = {
     "POLL_INTERVAL_SECONDS": "2.5",  # poll-only providers: first poll after the session finished
@@ -204,6 +210,7 @@ def create_and_script(
         manual=item.manual,
         after=item.after,
         provider_status=item.provider_status,
+        variant=item.variant,
     )
 
 
@@ -260,12 +267,14 @@ def run_demo(
     progress: Progress | None = None,
     timeout: float = 180.0,
     keep: bool = False,
+    variants: bool = True,
 ) -> DemoReport:
     """Run the demo and return its report; everything started is stopped before returning.
 
     `chaos` defaults to DEMO_CHAOS (seeded per simulator from `seed`); `var_dir` defaults to a
     fresh temporary directory, removed afterwards unless `keep`; `timeout` bounds the wait for
-    verihook to agree with the simulators once every session is created.
+    verihook to agree with the simulators once every session is created; `variants` mixes the
+    providers' real-world variants in (DEMO_VARIANTS).
     """
     from reconciler import simulators
 
@@ -280,13 +289,14 @@ def run_demo(
         verihook = start_verihook(sims, credentials, path, redis.start())
         processes = verihook.processes
         point_simulators(sims, verihook.url, verihook.path_token, chaos, seed)
-        planned = plan_sessions(sessions, seed)
+        planned = plan_sessions(sessions, seed, variants=DEMO_VARIANTS if variants else {})
         _create_sessions(verihook, sims, planned, tell)
         results, timed_out = _settle(verihook.database_url, sims, planned, processes, tell, timeout)
         report = build_report(
             results, sims, elapsed_seconds=time.monotonic() - began, timed_out=timed_out
         )
         report.notes += delivery_notes(results) + review_notes(results)
+        report.notes += variant_notes(results) + result_shape_notes(sims, planned)
         report.notes += [f"database and logs kept in {path}"] if keep or not own_dir else []
         report.pii = sorted({value for sim in sims.values() for value in sim.pii()})
         return report
@@ -370,14 +380,24 @@ class _Throttled:
 @click.option("--seed", default=7, show_default=True, type=int, help="Seeds outcomes and chaos.")
 @click.option("--keep", is_flag=True, help="Keep the demo's directory (SQLite, logs) afterwards.")
 @click.option("--timeout", default=180.0, show_default=True, type=click.FloatRange(1, 3600))
-def demo(sessions: int, seed: int, keep: bool, timeout: float) -> None:
+@click.option(
+    "--variants/--no-variants",
+    default=True,
+    show_default=True,
+    help="Mix in the providers' real-world variants (late iDenfy expiries, Nevis redirects "
+    "without parameters, Contiguity report events, …).",
+)
+def demo(sessions: int, seed: int, keep: bool, timeout: float, variants: bool) -> None:
     """Run the five simulators under chaos against real verihook processes, then report."""
 
     def show(phase: str, done: int, total: int) -> None:
         click.echo(f"{phase}: {done}/{total}", err=True)
 
-    click.echo(f"demo: {sessions} sessions, chaos {DEMO_CHAOS}, seed {seed}", err=True)
-    report = run_demo(sessions, seed=seed, progress=show, timeout=timeout, keep=keep)
+    mix = "real-world variants mixed in" if variants else "no real-world variants"
+    click.echo(f"demo: {sessions} sessions, chaos {DEMO_CHAOS}, {mix}, seed {seed}", err=True)
+    report = run_demo(
+        sessions, seed=seed, progress=show, timeout=timeout, keep=keep, variants=variants
+    )
     click.echo(format_report(report))
     if not report.ok:
         raise click.ClickException(

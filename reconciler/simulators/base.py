@@ -11,7 +11,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from .config import ChaosDice, ConfigError, merge_config, permutation
+from .config import ChaosDice, ConfigError, draw_share, merge_config, permutation
 from .core import SimulatorCore
 from .delivery import Delivery
 from .httputil import json_body, json_response
@@ -97,7 +97,10 @@ class ProviderSimulator(SimulatorCore):
         session.script_active = False
 
     def script(self, session_id: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Schedule the steps taking a session to an outcome (raises ScriptError)."""
+        """Schedule the steps taking a session to an outcome (raises ScriptError).
+
+        request: {"outcome", "manual"?, "after"?, "provider_status"?, "variant"?}; a variant
+        named (or null for none) wins over one drawn from config "variants"."""
         outcome, manual = request.get("outcome"), request.get("manual", False)
         after, provider_status = request.get("after", 0), request.get("provider_status")
         if not isinstance(manual, bool):
@@ -123,6 +126,10 @@ class ProviderSimulator(SimulatorCore):
                 f"provider_status for {outcome!r} must be one of "
                 f"{list(self.alternatives.get(outcome, ()))}",
             )
+        named = "variant" in request
+        variant = request.get("variant")
+        if variant is not None:
+            self._check_variant(variant, outcome, manual, provider_status)
         with self.lock:
             session = self.sessions.get(session_id) or self.implicit_session(session_id)
             if session is None:
@@ -135,25 +142,50 @@ class ProviderSimulator(SimulatorCore):
                 raise ScriptError(
                     409, f"session {session_id!r} is deleted, final or already scripted"
                 )
-            steps = self.plan(session, outcome, manual, provider_status)
+            if not named and self.config["variants"]:
+                variant = self._drawn_variant(outcome, manual, provider_status)
+            steps = self.plan(session, outcome, manual, provider_status, variant)
             self.abort_script(session)
             session.script_active = True
             session.scripted_outcome = outcome
+            session.variant = variant
             rng = self.dice.next_run()
             shuffled = rng.random() < self.config["chaos"]["shuffle"]
             held_back: list[Delivery] | None = [] if shuffled else None
             run = ScriptRun(session, session.script_generation, steps, rng, held_back)
-            for index in range(len(steps)):
-                delay = float(after) + index * self.config["step_interval"]
+            pauses = 0.0
+            for index, step in enumerate(steps):
+                pauses += step.pause
+                delay = float(after) + index * self.config["step_interval"] + pauses
                 self.timers.submit(delay, functools.partial(self._run_step, run, index))
             return {
                 "id": session.id,
                 "outcome": outcome,
                 "manual": manual,
                 "after": after,
+                "variant": variant,
                 "steps": [step.status for step in steps],
                 "shuffled": shuffled,
             }
+
+    def _check_variant(
+        self, variant: Any, outcome: str, manual: bool, provider_status: str | None
+    ) -> None:
+        """Raise ScriptError(400) unless variant is one of ours and fits the script."""
+        if not isinstance(variant, str) or variant not in self.variants:
+            known = list(self.variants)
+            raise ScriptError(400, f"variant must be null or one of {known}")
+        problem = self.variant_problem(variant, outcome, manual, provider_status)
+        if problem is not None:
+            raise ScriptError(400, f"variant {variant!r}: {problem}")
+
+    def _drawn_variant(self, outcome: str, manual: bool, provider_status: str | None) -> str | None:
+        """A variant drawn by config "variants" shares; None when the draw does not fit (lock
+        held)."""
+        drawn = draw_share(self.config["variants"], self.dice.variant())
+        if drawn is None or self.variant_problem(drawn, outcome, manual, provider_status):
+            return None
+        return drawn
 
     def _run_step(self, run: ScriptRun, index: int) -> None:
         """Apply step index of run, unless the script was aborted or the simulator reset."""

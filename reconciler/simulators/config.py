@@ -29,11 +29,15 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "step_interval": 0.05,  # seconds between a script's successive provider statuses
     "delivery_timeout": 10.0,  # seconds allowed per webhook POST / redirect GET
     "max_sessions": 100_000,  # the oldest sessions are forgotten beyond this
+    # {variant: share}: a script that names no variant gets one drawn with these probabilities
+    # (the provider's real-world variants, e.g. idenfy late_expiry; see each simulator)
+    "variants": {},
     "chaos": CHAOS_DEFAULTS,
 }
 
 # kind of each key: "url", "secret" (str or None), "credential" (non-empty str), "bool",
-# ("float", lo, hi), ("int", lo, hi), ("choice", (values...))
+# ("float", lo, hi), ("int", lo, hi), ("choice", (values...)), ("shares", (names...)): an object
+# {name: probability} over those names, the probabilities summing to at most 1 (replaced whole)
 COMMON_KINDS: dict[str, Any] = {
     "webhook_url": "url",
     "callback_url": "url",
@@ -83,6 +87,8 @@ def _check(key: str, value: Any, kind: Any) -> Any:
         if value is None or (isinstance(value, (int, str)) and not isinstance(value, bool)):
             return value
         raise ConfigError(f"{key}: expected an integer, a string or null")
+    if kind[0] == "shares":
+        return _check_shares(key, value, kind[1])
     if kind[0] == "choice":
         if value in kind[1]:
             return value
@@ -95,6 +101,30 @@ def _check(key: str, value: Any, kind: Any) -> Any:
     if not low <= value <= high:
         raise ConfigError(f"{key}: expected {low}..{high}")
     return int(value) if name == "int" else float(value)
+
+
+def _check_shares(key: str, value: Any, names: tuple[str, ...]) -> dict[str, float]:
+    """value as {name: probability} if every name is known and the probabilities sum to <= 1."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected an object {{name: probability}}")
+    shares = {}
+    for name, share in value.items():
+        if name not in names:
+            raise ConfigError(f"{key}.{name}: unknown (known: {sorted(names)})")
+        shares[name] = _check(f"{key}.{name}", share, ("float", 0.0, 1.0))
+    if sum(shares.values()) > 1.0 + 1e-9:
+        raise ConfigError(f"{key}: the probabilities sum to more than 1")
+    return shares
+
+
+def draw_share(shares: Mapping[str, float], roll: float) -> str | None:
+    """The name whose band of cumulative probability holds roll (None past the last band)."""
+    total = 0.0
+    for name, share in shares.items():
+        total += share
+        if roll < total:
+            return name
+    return None
 
 
 def merge_config(
@@ -133,12 +163,18 @@ class ChaosDice:
         self._seed = seed
         self._lock = threading.Lock()
         self._status = random.Random(None if seed is None else f"{seed}:status")
+        self._variants = random.Random(None if seed is None else f"{seed}:variants")
         self._runs = itertools.count(1)
 
     def status(self) -> float:
         """Next draw in [0, 1) from the status-call stream."""
         with self._lock:
             return self._status.random()
+
+    def variant(self) -> float:
+        """Next draw in [0, 1) from the stream choosing variants from config shares."""
+        with self._lock:
+            return self._variants.random()
 
     def next_run(self) -> random.Random:
         """The stream for the next script run (or idvapi submission)."""

@@ -5,12 +5,26 @@ all with `Authorization: Token <api_token>` and JSON bodies; v2 webhook envelope
 `webhook_url`, signed `Contiguity-Signature: t=<unix>,v1=<hex HMAC-SHA256(key=whsec string,
 msg=f"{t}.{raw body}")>`.
 
+Real-world variants (script "variant", or config "variants" shares), from the docs' event list and
+prose (contiguity/docs api-reference/webhook/example-v2.mdx, products/identity/vr.mdx): when the
+session first reaches verified, failed or requires_input (a Verification Report is generated "even
+if a Verification Session fails or requires input"), besides the session event:
+- `report_event`: `identity.verification_report.generated`, whose `data` is the report object
+  (`id` `vr_…`, `object`, `verification_session` naming the session, `type`, `created`, and the
+  "non-sensitive" `age` and `country_of_residence`);
+- `anonymous_report_event`: the same report without `verification_session` (only the session's
+  `data.verification_report` links them);
+- `completed_event`: `identity.verification_session.completed` (named only in the prose: "In
+  addition to identity.verification_session.completed, you will also receive this event"; its
+  `data` ASSUMED to be the session object) and the report event.
+None of them changes the session's status.
+
 ASSUMED (as PROVIDERS.md, which marks these ASSUMED): the get/cancel paths, the Stripe-like session
-object and its status values, and that webhook `data` is that object. Simulator-only choices (not in
-PROVIDERS.md): cancel is allowed in created/started/requires_input (else 400) and sends no webhook;
-no `.created` or `.canceled` webhook is sent; a `requires_input` session can be scripted again (user
-retries, or a manual decision); `verified_outputs` (fake PII) is added to the object once approved;
-the start URL is `<base>/start/<vs_id>`, a trivial page.
+object and its status values, and that webhook `data` is that object; the report object's fields.
+Simulator-only choices (not in PROVIDERS.md): cancel is allowed in created/started/requires_input
+(else 400) and sends no webhook; no `.created` or `.canceled` webhook is sent; a `requires_input`
+session can be scripted again (user retries, or a manual decision); `verified_outputs` (fake PII)
+is added to the object once approved; the start URL is `<base>/start/<vs_id>`, a trivial page.
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ from werkzeug.wrappers import Request, Response
 
 from .base import ProviderSimulator, ScriptError
 from .delivery import Delivery
+from .fakedata import Person
 from .httputil import bearer_token, dumps, html_page, json_body, json_response
 from .payloads import contiguity_verified_outputs
 from .session import SimSession, Step
@@ -48,6 +63,18 @@ ERROR_MESSAGES = {
     "selfie_document_mismatch": "The selfie does not match the face on the document.",
     "document_type_not_supported": "The provided identity document type is not supported.",
     "under_supported_age": "The user is under the supported age.",
+}
+REPORT_EVENT = "identity.verification_report.generated"
+COMPLETED_EVENT = "identity.verification_session.completed"
+VARIANT_EVENTS = {
+    "report_event": (REPORT_EVENT,),
+    "anonymous_report_event": (REPORT_EVENT,),
+    "completed_event": (COMPLETED_EVENT, REPORT_EVENT),
+}
+VARIANTS = {
+    "report_event": "identity.verification_report.generated naming its session",
+    "anonymous_report_event": "identity.verification_report.generated naming no session",
+    "completed_event": "identity.verification_session.completed and the report event",
 }
 OUTCOME_STATUS = {"verified": "verified", "rejected": "failed", "requires_input": "requires_input"}
 MANUAL_STATUS = {"verified": "manually_approved", "rejected": "manually_denied"}
@@ -88,6 +115,7 @@ class ContiguitySimulator(ProviderSimulator):
     }
     outcomes = ("verified", "rejected", "requires_input", "canceled")
     manual_outcomes = ("verified", "rejected")
+    variants = VARIANTS
 
     def provider_rules(self) -> list[Rule]:
         """Contiguity API routes."""
@@ -197,16 +225,16 @@ class ContiguitySimulator(ProviderSimulator):
             vs_object["verified_outputs"] = extra["verified_outputs"]
         return vs_object
 
-    def _webhook(self, session: SimSession) -> Delivery:
-        """The v2 event for the session's current status, signed."""
+    def _webhook(self, session: SimSession, event_type: str, data: dict[str, Any]) -> Delivery:
+        """A signed v2 event about the session."""
         timestamp = str(int(time.time()))
         body = dumps(
             {
                 "id": "evt_" + secrets.token_hex(12),
-                "type": f"identity.verification_session.{session.provider_status}",
+                "type": event_type,
                 "timestamp": int(timestamp),
                 "api_version": API_VERSION,
-                "data": self._object(session),
+                "data": data,
             }
         )
         headers = {"Content-Type": "application/json", "User-Agent": "Contiguity-Webhooks/2.0"}
@@ -216,18 +244,49 @@ class ContiguitySimulator(ProviderSimulator):
                 secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body, hashlib.sha256
             ).hexdigest()
             headers["Contiguity-Signature"] = f"t={timestamp},v1={signature}"
-        return Delivery(
-            session.id,
-            "webhook",
-            f"identity.verification_session.{session.provider_status}",
-            "POST",
-            self.config["webhook_url"],
-            headers,
-            body,
-        )
+        url = self.config["webhook_url"]
+        return Delivery(session.id, "webhook", event_type, "POST", url, headers, body)
 
-    def _step(self, status: str) -> Step:
-        """A transition to status, with its webhook when the status has an event."""
+    def _person(self, session: SimSession) -> Person:
+        """The session's fake person (made on first use; its PII is recorded)."""
+        if "person" not in session.extra:
+            session.extra["person"] = self.pii.person()
+        person: Person = session.extra["person"]
+        return person
+
+    def _report(self, session: SimSession, named: bool) -> dict[str, Any]:
+        """The ASSUMED Verification Report object of a report event (non-sensitive fields)."""
+        person = self._person(session)
+        report: dict[str, Any] = {
+            "id": session.extra["verification_report"],
+            "object": "identity.verification_report",
+        }
+        if named:
+            report["verification_session"] = session.id
+        report.update(
+            type="document",
+            created=int(time.time()),
+            age=person.age,
+            country_of_residence=person.nationality,
+        )
+        return report
+
+    def _variant_events(self, session: SimSession, variant: str) -> list[Delivery]:
+        """The extra events a variant sends beside the session event."""
+        if session.extra["verification_report"] is None:
+            session.extra["verification_report"] = "vr_" + secrets.token_hex(12)
+        deliveries = []
+        for event_type in VARIANT_EVENTS[variant]:
+            if event_type == COMPLETED_EVENT:
+                data = self._object(session)
+            else:
+                data = self._report(session, named=variant != "anonymous_report_event")
+            deliveries.append(self._webhook(session, event_type, data))
+        return deliveries
+
+    def _step(self, status: str, variant: str | None = None) -> Step:
+        """A transition to status, with its webhook when the status has an event (and the
+        variant's extra events, when given)."""
 
         def apply(session: SimSession) -> list[Delivery]:
             session.set_status(status)
@@ -239,17 +298,33 @@ class ContiguitySimulator(ProviderSimulator):
             if status in REPORT_STATUSES:
                 extra["verification_report"] = "vr_" + secrets.token_hex(12)
             if status in ("verified", "manually_approved"):
-                extra["verified_outputs"] = contiguity_verified_outputs(self.pii.person())
+                extra["verified_outputs"] = contiguity_verified_outputs(self._person(session))
             session.decided_by = DECIDED_BY.get(status)
             session.final = status in FINAL_STATUSES
-            return [self._webhook(session)] if status in EVENT_STATUSES else []
+            event_type = f"identity.verification_session.{status}"
+            deliveries = [self._webhook(session, event_type, self._object(session))]
+            if status not in EVENT_STATUSES:
+                deliveries = []
+            return deliveries + (self._variant_events(session, variant) if variant else [])
 
         return Step(status, apply)
 
+    def variant_problem(
+        self, variant: str, outcome: str, manual: bool, provider_status: str | None
+    ) -> str | None:
+        """A canceled session gets no report."""
+        return "a canceled session has no report" if outcome == "canceled" else None
+
     def plan(
-        self, session: SimSession, outcome: str, manual: bool, provider_status: str | None
+        self,
+        session: SimSession,
+        outcome: str,
+        manual: bool,
+        provider_status: str | None,
+        variant: str | None,
     ) -> list[Step]:
-        """created → started → processing → verified|failed|requires_input[→ manually_*]."""
+        """created → started → processing → verified|failed|requires_input[→ manually_*]; a
+        variant's events go with the first status that has a report."""
         current = session.provider_status
         if outcome == "canceled":
             if current not in CANCELABLE_STATUSES:
@@ -257,8 +332,18 @@ class ContiguitySimulator(ProviderSimulator):
             return [self._step("canceled")]
         if manual:
             statuses = () if current == "requires_input" else (*LEAD_IN[current], "requires_input")
-            return [self._step(status) for status in (*statuses, MANUAL_STATUS[outcome])]
-        return [self._step(status) for status in (*LEAD_IN[current], OUTCOME_STATUS[outcome])]
+            statuses = (*statuses, MANUAL_STATUS[outcome])
+        else:
+            statuses = (*LEAD_IN[current], OUTCOME_STATUS[outcome])
+        reported = next(
+            index
+            for index, status in enumerate(statuses)
+            if status in REPORT_STATUSES or index == len(statuses) - 1
+        )
+        return [
+            self._step(status, variant if index == reported else None)
+            for index, status in enumerate(statuses)
+        ]
 
     def truth_extra(self, session: SimSession) -> dict[str, Any]:
         """Adds the error code and report id."""

@@ -40,9 +40,16 @@ class SimulatorCore(ABC):
     # outcome -> the provider statuses a script may choose between with "provider_status"
     alternatives: ClassVar[dict[str, tuple[str, ...]]] = {}
     rescript_final: ClassVar[bool] = False
+    # variant name -> what it sends (real-world shapes and sequences seen in public examples);
+    # a script names one with "variant", or config "variants" draws one by its share
+    variants: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **config: Any) -> None:
-        self.kinds = {**COMMON_KINDS, **self.provider_kinds}
+        self.kinds = {
+            **COMMON_KINDS,
+            **self.provider_kinds,
+            "variants": ("shares", tuple(self.variants)),
+        }
         defaults = merge_config(COMMON_DEFAULTS, self.provider_defaults, self.kinds)
         self.initial_config = merge_config(defaults, config, self.kinds)
         self.config = self.initial_config
@@ -67,9 +74,20 @@ class SimulatorCore(ABC):
 
     @abstractmethod
     def plan(
-        self, session: SimSession, outcome: str, manual: bool, provider_status: str | None
+        self,
+        session: SimSession,
+        outcome: str,
+        manual: bool,
+        provider_status: str | None,
+        variant: str | None,
     ) -> list[Step]:
-        """The steps that drive session from its current status to outcome."""
+        """The steps that drive session from its current status to outcome (in variant)."""
+
+    def variant_problem(
+        self, variant: str, outcome: str, manual: bool, provider_status: str | None
+    ) -> str | None:
+        """Why variant cannot go with this script (None: it can)."""
+        return None
 
     def canonical(self, session: SimSession) -> str:
         """verihook's canonical status for the session's provider status."""

@@ -1,17 +1,30 @@
 """docverify (Transmit Security Verify) simulator.
 
-Implements (docs/PROVIDERS.md "docverify"): `POST /oidc/token` (form: client_id, client_secret,
-grant_type=client_credentials, resource=https://verify.identity.security; HTTP Basic client auth
-also accepted) issuing JWT-shaped Bearer tokens that expire after `token_expires_in` seconds; under
-`/verify`: `POST /api/v1/verification` → 201, `GET /api/v1/verification/{sid}/result` (incomplete or
-complete shape), `DELETE /api/v1/verification/{sid}`, and the hosted page `GET /app/{start_token}`.
-No webhooks: when a session reaches `complete` or `error` the simulator performs the browser
-redirect itself, `GET callback_url?sessionId=<sid>&state=<state>` (redirects not followed).
+Implements (docs/PROVIDERS.md "docverify"; the Transmit Verify OpenAPI, api-evangelist/
+transmit-security openapi/_original/transmit-security-identity-verification-openapi.yml @05e4c0d9):
+`POST /oidc/token` (form: client_id, client_secret, grant_type=client_credentials,
+resource=https://verify.identity.security; HTTP Basic client auth also accepted) issuing JWT-shaped
+Bearer tokens that expire after `token_expires_in` seconds; under `/verify`: `POST
+/api/v1/verification` → 201, `GET /api/v1/verification/{sid}/result`, `DELETE
+/api/v1/verification/{sid}`, and the hosted page `GET /app/{start_token}`. No webhooks: when a
+session reaches `complete` or `error` the simulator performs the browser redirect itself, `GET
+callback_url?sessionId=<sid>&state=<state>` (redirects not followed).
+
+The result answers in the shape the deprecated `detailed` query parameter asks for: `detailed=true`
+gets `CompleteSessionResult` / `IncompleteSessionResult` ({"session_id", "status"} only, status
+pending|capturing|processing|recapture|error); anything else (absent, `false`) gets
+`DeprecatedSessionResult` (status pending|…|complete|error; once complete `recommendation`, and
+`verified_info` when ALLOW, else `rejection_description` and `extracted_info`). Each session's truth
+counts the reads of each shape (`result_reads`).
+
+`error` is an incomplete status, not a verdict: script it as outcome `requires_input` with
+`provider_status: "error"` (canonical requires_input, DESIGN §2); `recapture` is the other way to
+requires_input (the user stays in the hosted app: no redirect).
 
 ASSUMED / simulator-only (not in the provider documents): error bodies, the 200 body of DELETE, the
-check `reasons` strings, no redirect after `recapture` (the user stays in the hosted app), and that
-a session deleted before completion counts as canonical `canceled`. `detailed` is ignored (always
-the new shapes). Issued tokens survive /_sim/reset.
+check `reasons` and `rejection_description` strings, no redirect after `recapture`, that `error` is
+final and redirects, and that a session deleted before completion counts as canonical `canceled`.
+Issued tokens survive /_sim/reset.
 """
 
 from __future__ import annotations
@@ -36,7 +49,7 @@ from .httputil import (
     with_query,
 )
 from .oauth import TokenIssuer
-from .payloads import docverify_result
+from .payloads import docverify_deprecated_result, docverify_result
 from .session import SimSession, Step
 
 RESOURCE = "https://verify.identity.security"
@@ -77,10 +90,10 @@ class DocverifySimulator(ProviderSimulator):
         "capturing": "processing",
         "processing": "processing",
         "recapture": "requires_input",
-        "error": "rejected",
+        "error": "requires_input",
     }
     outcomes = ("verified", "review", "rejected", "requires_input")
-    alternatives = {"rejected": ("complete", "error")}
+    alternatives = {"requires_input": ("recapture", "error")}
 
     def __init__(self, **config: Any) -> None:
         self.tokens = TokenIssuer()
@@ -167,6 +180,8 @@ class DocverifySimulator(ProviderSimulator):
             start_token=start_token,
             recommendation=None,
             result=None,
+            deprecated=None,
+            result_reads={"detailed": 0, "deprecated": 0},
         )
         with self.lock:
             self.start_tokens[start_token] = session_id
@@ -188,10 +203,12 @@ class DocverifySimulator(ProviderSimulator):
         )
         if denied:
             return denied
+        detailed = request.args.get("detailed", "").lower() == "true"
         with self.lock:
             session = self.sessions.get(sid)
             if session is None or session.deleted:
                 return json_response({"message": "Session not found"}, 404)
+            session.extra["result_reads"]["detailed" if detailed else "deprecated"] += 1
             if session.provider_status != "complete":
                 return json_response({"session_id": sid, "status": session.provider_status})
             return json_response(
@@ -199,7 +216,7 @@ class DocverifySimulator(ProviderSimulator):
                     "session_id": sid,
                     "status": "complete",
                     "recommendation": session.extra["recommendation"],
-                    **session.extra["result"],
+                    **session.extra["result" if detailed else "deprecated"],
                 }
             )
 
@@ -214,7 +231,7 @@ class DocverifySimulator(ProviderSimulator):
                 return json_response({"message": "Session not found"}, 404)
             self.abort_script(session)
             session.deleted = True
-            session.extra["result"] = None
+            session.extra.update(result=None, deprecated=None)
             return json_response({"session_id": sid, "deleted": True})
 
     def on_app_page(self, request: Request, start_token: str) -> Response:
@@ -239,11 +256,15 @@ class DocverifySimulator(ProviderSimulator):
             {"User-Agent": BROWSER_USER_AGENT},
         )
 
-    def _result(self, recommendation: str) -> dict[str, Any]:
-        """person, document and checks of a complete session (fake PII, recorded)."""
+    def _results(self, recommendation: str) -> dict[str, Any]:
+        """A complete session's detailed and deprecated result fields (fake PII, recorded)."""
         serial_number = secrets.token_hex(4).upper()
         self.pii.record(serial_number)
-        return docverify_result(self.pii.person(), serial_number, recommendation)
+        person = self.pii.person()
+        return {
+            "result": docverify_result(person, serial_number, recommendation),
+            "deprecated": docverify_deprecated_result(person, serial_number, recommendation),
+        }
 
     def _step(self, status: str, recommendation: str | None = None) -> Step:
         """A transition to status (complete carries a recommendation)."""
@@ -253,22 +274,23 @@ class DocverifySimulator(ProviderSimulator):
             session.decided_by = "auto" if status in ("complete", "error", "recapture") else None
             session.final = status in ("complete", "error")
             if recommendation is not None:
-                session.extra.update(
-                    recommendation=recommendation, result=self._result(recommendation)
-                )
+                session.extra.update(recommendation=recommendation, **self._results(recommendation))
             return [self._redirect(session)] if session.final else []
 
         return Step(status if recommendation is None else f"{status}:{recommendation}", apply)
 
     def plan(
-        self, session: SimSession, outcome: str, manual: bool, provider_status: str | None
+        self,
+        session: SimSession,
+        outcome: str,
+        manual: bool,
+        provider_status: str | None,
+        variant: str | None,
     ) -> list[Step]:
         """pending → capturing → processing → complete(ALLOW|CHALLENGE|DENY) | error | recapture."""
         lead_in = [self._step(status) for status in LEAD_IN[session.provider_status]]
         if outcome == "requires_input":
-            return [*lead_in, self._step("recapture")]
-        if provider_status == "error":
-            return [*lead_in, self._step("error")]
+            return [*lead_in, self._step(provider_status or "recapture")]
         return [*lead_in, self._step("complete", OUTCOME_RECOMMENDATION[outcome])]
 
     def canonical(self, session: SimSession) -> str:
@@ -280,5 +302,9 @@ class DocverifySimulator(ProviderSimulator):
         return self.status_canonical[session.provider_status]
 
     def truth_extra(self, session: SimSession) -> dict[str, Any]:
-        """Adds the recommendation and state."""
-        return {"recommendation": session.extra["recommendation"], "state": session.extra["state"]}
+        """Adds the recommendation, state and the reads of each result shape."""
+        return {
+            "recommendation": session.extra["recommendation"],
+            "state": session.extra["state"],
+            "result_reads": dict(session.extra["result_reads"]),
+        }

@@ -6,15 +6,32 @@ documented defaults, plus message, authToken, scanRef (uuid), clientId, digitStr
 /api/v2/status {"scanRef"}` (→ status, final, autoDocument, autoFace, manualDocument, manualFace,
 fraudTags, mismatchTags, scanRef, clientId); `GET /api/v2/redirect?authToken=` (trivial page).
 Result-callback webhooks signed `Idenfy-Signature: hex(HMAC-SHA256(webhook_secret, raw body))`,
-POSTed to `<webhook_url>/<notification>` (auto-finished, manual-finished, expired) when
+POSTed to `<webhook_url>/<notification>` (auto-finished, manual-finished, expired, cancelled) when
 `per_notification_urls` (default true), else to `webhook_url`; a token's `callbackUrl` overrides
 both (as the document says).
+
+Real-world variants (script "variant", or config "variants" shares), from public examples:
+- `late_expiry`: after the decision, the `expired` notification arrives `late_notification_delay`
+  seconds later with the verdict still in `status.overall` and `final: true` (iDenfy holds its
+  expiry webhook until the token's lifetime is over, decided or not; the documented
+  identification-expired example carries APPROVED with the manual fields filled). /status keeps
+  answering the verdict.
+- `late_cancel`: the same with a `cancelled` notification (ASSUMED: its payload is not documented;
+  the result shape with the verdict is sent).
+- `manual_prefilled` (manual review only): the preliminary AUTO_FINISHED (`final: false`) already
+  carries the eventual verdict with `manualDocument`/`manualFace` filled (as gboddin/go-idenfy
+  testdata/webhook.1.json @342750f5), then MANUAL_FINISHED `final: true`.
+- `legacy_shape`: the older callback (idenfy/Documentation pages/ResultCallback.md @0c7b4bd8): no
+  `final` field; `status{overall, suspicionReasons, autoDocument, autoFace, manualDocument,
+  manualFace}`, a smaller `data`, `fileUrls`, `aml`, `lid`, `scanRef`, `clientId`, `platform`;
+  POSTed to the single `webhook_url` (the legacy one-URL IDENTIFICATION setup). With a manual
+  review it is the old two-callback flow: the automatic result, then the manual one.
 
 ASSUMED / simulator-only: error bodies ({"identifier","message"}); the preliminary AUTO_FINISHED
 (final=false) webhook before a manual review carries the opposite automatic verdict (APPROVED before
 a manual DENIED, DENIED before a manual APPROVED, SUSPECTED before a manual SUSPECTED) while /status
-reads REVIEWING; the expired webhook is final=true with empty data; CANCELLED and RESUBMITTED are
-not simulated (their overall status is not documented).
+reads REVIEWING; the expired webhook of a session never decided is final=true with empty data;
+RESUBMITTED is not simulated (its overall status is not documented).
 """
 
 from __future__ import annotations
@@ -38,7 +55,7 @@ from .httputil import (
     random_alnum,
     with_path_segment,
 )
-from .payloads import IDENFY_TOKEN_DEFAULTS, idenfy_data
+from .payloads import IDENFY_TOKEN_DEFAULTS, idenfy_data, idenfy_legacy_data
 from .session import SimSession, Step
 
 FILES_HOST = "s3.idenfy-sim.invalid"
@@ -49,6 +66,13 @@ VERDICT = {
     "APPROVED": ("DOC_VALIDATED", "FACE_MATCH", []),
     "DENIED": ("DOC_VALIDATED", "FACE_MISMATCH", []),
     "SUSPECTED": ("DOC_VALIDATED", "FACE_MATCH", ["SURNAME"]),
+}
+LATE_NOTIFICATIONS = {"late_expiry": "expired", "late_cancel": "cancelled"}
+VARIANTS = {
+    "late_expiry": "after the decision, the expired notification carrying the verdict",
+    "late_cancel": "after the decision, a cancelled notification carrying the verdict",
+    "manual_prefilled": "a final:false verdict with the manual fields filled, then the final one",
+    "legacy_shape": "the older callback with no final field, on the single webhook URL",
 }
 STATUS_KEYS = (
     "autoDocument",
@@ -74,11 +98,13 @@ class IdenfySimulator(ProviderSimulator):
         "api_secret": "test_idenfy_api_secret",
         "webhook_secret": "test_idenfy_signing_key",
         "per_notification_urls": True,
+        "late_notification_delay": 0.5,
     }
     provider_kinds = {
         "api_key": "credential",
         "api_secret": "credential",
         "per_notification_urls": "bool",
+        "late_notification_delay": ("float", 0.0, 3600.0),
     }
     status_canonical = {
         "ACTIVE": "pending",
@@ -90,6 +116,7 @@ class IdenfySimulator(ProviderSimulator):
     }
     outcomes = ("verified", "rejected", "review", "expired")
     manual_outcomes = ("verified", "rejected", "review")
+    variants = VARIANTS
 
     def __init__(self, **config: Any) -> None:
         self.auth_tokens: dict[str, str] = {}  # authToken -> scanRef
@@ -178,8 +205,9 @@ class IdenfySimulator(ProviderSimulator):
         return html_page("iDenfy", "Simulated identity verification.")
 
     # ----- webhooks -------------------------------------------------------------------------------
-    def _webhook(self, session: SimSession, notification: str) -> Delivery:
-        """The signed result callback for the session's current state."""
+    def _webhook(self, session: SimSession, notification: str, legacy: bool = False) -> Delivery:
+        """The signed result callback for the session's current state (legacy: the older shape
+        with no `final`, sent to the single webhook URL)."""
         extra = session.extra
         if "person" not in extra and extra["status"]["overall"] != "EXPIRED":
             extra["person"] = self.pii.person()
@@ -188,7 +216,23 @@ class IdenfySimulator(ProviderSimulator):
                 for kind in ("FRONT", "BACK", "FACE")
             }
             extra["client_ip"] = self.pii.client_ip()
-        payload = {
+        payload = self._legacy_payload(session) if legacy else self._payload(session)
+        body = dumps(payload)
+        headers = {"Content-Type": "application/json", "User-Agent": "iDenfy-Webhooks/1.0"}
+        secret = self.config["webhook_secret"]
+        if secret:
+            mac = hmac.new(secret.encode("utf-8"), body, hashlib.sha256)
+            headers["Idenfy-Signature"] = mac.hexdigest()
+        url = extra["callback_url"] or self.config["webhook_url"]
+        if url and not extra["callback_url"] and self.config["per_notification_urls"]:
+            url = url if legacy else with_path_segment(url, notification)
+        extra["notifications"].append(notification)
+        return Delivery(session.id, "webhook", notification, "POST", url, headers, body)
+
+    def _payload(self, session: SimSession) -> dict[str, Any]:
+        """The current callback shape."""
+        extra = session.extra
+        return {
             "final": session.final,
             "platform": "PC",
             "status": {**extra["status"], "additionalSteps": None},
@@ -204,20 +248,37 @@ class IdenfySimulator(ProviderSimulator):
             "clientIp": extra.get("client_ip"),
             "clientIpCountry": "LT" if "client_ip" in extra else None,
         }
-        body = dumps(payload)
-        headers = {"Content-Type": "application/json", "User-Agent": "iDenfy-Webhooks/1.0"}
-        secret = self.config["webhook_secret"]
-        if secret:
-            mac = hmac.new(secret.encode("utf-8"), body, hashlib.sha256)
-            headers["Idenfy-Signature"] = mac.hexdigest()
-        url = extra["callback_url"] or self.config["webhook_url"]
-        if url and not extra["callback_url"] and self.config["per_notification_urls"]:
-            url = with_path_segment(url, notification)
-        extra["notifications"].append(notification)
-        return Delivery(session.id, "webhook", notification, "POST", url, headers, body)
 
-    def _step(self, notification: str, overall: str, status: str, final: bool) -> Step:
-        """A callback with overall verdict; the session's provider status becomes status."""
+    def _legacy_payload(self, session: SimSession) -> dict[str, Any]:
+        """The older callback shape (idenfy/Documentation ResultCallback.md): no `final`."""
+        extra, status = session.extra, session.extra["status"]
+        return {
+            "clientId": session.user_ref,
+            "scanRef": session.id,
+            "platform": "PC",
+            "status": {
+                "overall": status["overall"],
+                "suspicionReasons": [],
+                **{key: status[key] for key in STATUS_KEYS[:4]},
+            },
+            "data": idenfy_legacy_data(extra.get("person")),
+            "fileUrls": extra.get("file_urls", {}),
+            "aml": None,
+            "lid": None,
+        }
+
+    def _step(
+        self,
+        notification: str,
+        overall: str,
+        status: str,
+        final: bool,
+        *,
+        legacy: bool = False,
+        prefilled: bool = False,
+    ) -> Step:
+        """A callback with overall verdict; the session's provider status becomes status
+        (prefilled: the manual fields are filled as well as the automatic ones)."""
 
         def apply(session: SimSession) -> list[Delivery]:
             session.set_status(status)
@@ -227,27 +288,68 @@ class IdenfySimulator(ProviderSimulator):
             if overall in VERDICT:
                 document, face, mismatch_tags = VERDICT[overall]
                 manual = notification == "manual-finished"
-                prefix = "manual" if manual else "auto"
-                wire_status.update({f"{prefix}Document": document, f"{prefix}Face": face})
+                prefixes = ("auto", "manual") if prefilled else ("manual" if manual else "auto",)
+                for prefix in prefixes:
+                    wire_status.update({f"{prefix}Document": document, f"{prefix}Face": face})
                 wire_status["mismatchTags"] = list(mismatch_tags)
                 session.decided_by = "manual" if manual else ("auto" if final else None)
-            return [self._webhook(session, notification)]
+            if final:
+                session.extra["final_notification"] = notification
+            return [self._webhook(session, notification, legacy)]
 
         return Step(f"{notification}:{overall}", apply)
 
+    def _late_step(self, notification: str) -> Step:
+        """A late notification about a decided session: its state as it is, nothing changes."""
+
+        def apply(session: SimSession) -> list[Delivery]:
+            return [self._webhook(session, notification)]
+
+        return Step(f"{notification}:late", apply, pause=self.config["late_notification_delay"])
+
+    def variant_problem(
+        self, variant: str, outcome: str, manual: bool, provider_status: str | None
+    ) -> str | None:
+        """Late notifications follow a decision; manual_prefilled needs a manual review."""
+        if variant in LATE_NOTIFICATIONS and outcome == "expired":
+            return "a late notification follows a decision (not an expiry)"
+        if variant == "manual_prefilled" and not manual:
+            return "goes with a manual review only"
+        return None
+
     def plan(
-        self, session: SimSession, outcome: str, manual: bool, provider_status: str | None
+        self,
+        session: SimSession,
+        outcome: str,
+        manual: bool,
+        provider_status: str | None,
+        variant: str | None,
     ) -> list[Step]:
-        """ACTIVE → AUTO_FINISHED | AUTO_FINISHED(preliminary) → MANUAL_FINISHED | EXPIRED."""
+        """ACTIVE → AUTO_FINISHED | AUTO_FINISHED(preliminary) → MANUAL_FINISHED | EXPIRED, then
+        the late notification of the variant, if any."""
+        legacy = variant == "legacy_shape"
         if outcome == "expired":
-            return [self._step("expired", "EXPIRED", "EXPIRED", True)]
+            return [self._step("expired", "EXPIRED", "EXPIRED", True, legacy=legacy)]
         overall = OUTCOME_OVERALL[outcome]
         if not manual:
-            return [self._step("auto-finished", overall, overall, True)]
-        return [
-            self._step("auto-finished", PRELIMINARY_OVERALL[overall], "REVIEWING", False),
-            self._step("manual-finished", overall, overall, True),
-        ]
+            steps = [self._step("auto-finished", overall, overall, True, legacy=legacy)]
+        else:
+            prefilled = variant == "manual_prefilled"
+            preliminary = overall if prefilled else PRELIMINARY_OVERALL[overall]
+            steps = [
+                self._step(
+                    "auto-finished",
+                    preliminary,
+                    "REVIEWING",
+                    False,
+                    legacy=legacy,
+                    prefilled=prefilled,
+                ),
+                self._step("manual-finished", overall, overall, True, legacy=legacy),
+            ]
+        if variant in LATE_NOTIFICATIONS:
+            steps.append(self._late_step(LATE_NOTIFICATIONS[variant]))
+        return steps
 
     def truth_extra(self, session: SimSession) -> dict[str, Any]:
         """Adds clientId, authToken and the notifications sent."""
@@ -257,4 +359,5 @@ class IdenfySimulator(ProviderSimulator):
             "clientId": session.user_ref,
             "authToken": extra["auth_token"],
             "notifications": list(extra["notifications"]),
+            "final_notification": extra.get("final_notification"),
         }

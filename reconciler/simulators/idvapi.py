@@ -139,7 +139,12 @@ class IdvapiSimulator(ProviderSimulator):
         return apply
 
     def plan(
-        self, session: SimSession, outcome: str, manual: bool, provider_status: str | None
+        self,
+        session: SimSession,
+        outcome: str,
+        manual: bool,
+        provider_status: str | None,
+        variant: str | None,
     ) -> list[Step]:
         """(pending|final) → processing → verified|rejected, with one webhook at the end."""
 

@@ -4,9 +4,16 @@ Implements (docs/PROVIDERS.md "nevis"): `Authorization: Bearer <access_key>` on,
 `POST /idverification/sessions` → {"sessionId": "<9 digits>", "startUrl":
 "<root>/idv/welcome.html?tc=<id>"} and `GET /idverification/sessions/{id}` → {"sessionId", "status",
 "updatedAt"} plus "result" when final. The hosted page `GET /idv/welcome.html?tc=` is trivial. No
-webhooks: when the session finishes the simulator performs the browser redirect itself, `GET
-<callback_url>?sessionId=<id>` (the redirect URL is per customer, so it comes from config
-`callback_url`).
+webhooks: when the session finishes the simulator performs the browser redirect itself to the
+customer's redirect URL (config `callback_url`: Nevis fixes it per customer when ordering).
+
+The redirect, by default `GET <callback_url>?sessionId=<id>` (our ASSUMPTION: Nevis documents the
+redirect with no parameters at all), has real-world variants (script "variant", or config
+"variants" shares):
+- `bare_redirect`: `GET <callback_url>` with no parameters, as documented: it names no session, so
+  only polling can settle it (delivery event "redirect:bare").
+- `unknown_id_redirect`: `GET <callback_url>?sessionId=<nine digits no session has>` (a stale,
+  foreign or forged link; delivery event "redirect:unknown_id").
 
 ASSUMED (as PROVIDERS.md): the /api/v1 prefix, final statuses verified|failed, `updatedAt`, the
 redirect's `sessionId` parameter. Simulator-only: the create answer is 200, the contents of `result`
@@ -36,6 +43,10 @@ ERROR_CODES = (
     "LIVENESS_CHECK_FAILED",
 )
 OUTCOME_STATUS = {"verified": "verified", "rejected": "failed"}
+VARIANTS = {
+    "bare_redirect": "the redirect to the fixed customer URL with no parameters (as documented)",
+    "unknown_id_redirect": "the redirect naming a session id nobody created",
+}
 
 
 class NevisSimulator(ProviderSimulator):
@@ -52,6 +63,7 @@ class NevisSimulator(ProviderSimulator):
         "failed": "rejected",
     }
     outcomes = ("verified", "rejected")
+    variants = VARIANTS
 
     def provider_rules(self) -> list[Rule]:
         """Nevis API routes and the hosted page."""
@@ -81,9 +93,7 @@ class NevisSimulator(ProviderSimulator):
             )
         self.count("create_calls")
         with self.lock:
-            session_id = str(secrets.randbelow(900_000_000) + 100_000_000)
-            while session_id in self.sessions:
-                session_id = str(secrets.randbelow(900_000_000) + 100_000_000)
+            session_id = self._unused_id()
             session = self.add_session(SimSession(id=session_id, provider_status="pending"))
             session.extra["result"] = None
         return json_response(
@@ -92,6 +102,13 @@ class NevisSimulator(ProviderSimulator):
                 "startUrl": f"{self.root_url}/idv/welcome.html?tc={session_id}",
             }
         )
+
+    def _unused_id(self) -> str:
+        """A nine-digit session id no session has (lock held)."""
+        session_id = str(secrets.randbelow(900_000_000) + 100_000_000)
+        while session_id in self.sessions:
+            session_id = str(secrets.randbelow(900_000_000) + 100_000_000)
+        return session_id
 
     def on_get(self, request: Request, session_id: str) -> Response:
         """GET /api/v1/idverification/sessions/{id} (honours status chaos)."""
@@ -125,7 +142,22 @@ class NevisSimulator(ProviderSimulator):
             return {"errorCode": secrets.choice(ERROR_CODES)}
         return nevis_result(self.pii.person())
 
-    def _step(self, status: str) -> Step:
+    def _redirect(self, session: SimSession, variant: str | None) -> Delivery:
+        """The user's browser sent on to the customer's fixed redirect URL."""
+        target, event = self.config["callback_url"], "redirect"
+        if target and variant == "bare_redirect":
+            event = "redirect:bare"
+        elif target and variant == "unknown_id_redirect":
+            target, event = (
+                with_query(target, {"sessionId": self._unused_id()}),
+                "redirect:unknown_id",
+            )
+        elif target:
+            target = with_query(target, {"sessionId": session.id})
+        headers = {"User-Agent": BROWSER_USER_AGENT}
+        return Delivery(session.id, "redirect", event, "GET", target, headers)
+
+    def _step(self, status: str, variant: str | None = None) -> Step:
         """A transition to status; a final one ends with the browser redirect."""
 
         def apply(session: SimSession) -> list[Delivery]:
@@ -135,24 +167,18 @@ class NevisSimulator(ProviderSimulator):
                 return []
             session.decided_by = "auto"
             session.extra["result"] = self._result(status)
-            target = self.config["callback_url"]
-            url = with_query(target, {"sessionId": session.id}) if target else None
-            return [
-                Delivery(
-                    session.id,
-                    "redirect",
-                    "redirect",
-                    "GET",
-                    url,
-                    {"User-Agent": BROWSER_USER_AGENT},
-                )
-            ]
+            return [self._redirect(session, variant)]
 
         return Step(status, apply)
 
     def plan(
-        self, session: SimSession, outcome: str, manual: bool, provider_status: str | None
+        self,
+        session: SimSession,
+        outcome: str,
+        manual: bool,
+        provider_status: str | None,
+        variant: str | None,
     ) -> list[Step]:
-        """pending → in_progress → verified|failed."""
+        """pending → in_progress → verified|failed (the redirect as the variant says)."""
         lead_in = [self._step("in_progress")] if session.provider_status == "pending" else []
-        return [*lead_in, self._step(OUTCOME_STATUS[outcome])]
+        return [*lead_in, self._step(OUTCOME_STATUS[outcome], variant)]

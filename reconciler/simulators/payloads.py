@@ -76,6 +76,58 @@ def docverify_result(person: Person, serial_number: str, recommendation: str) ->
     }
 
 
+ALPHA3 = {"LT": "LTU", "DE": "DEU", "FR": "FRA", "PL": "POL", "ES": "ESP", "SE": "SWE"}
+ALPHA3.update(NL="NLD", IT="ITA")
+DOCVERIFY_REJECTION_DESCRIPTION = {  # simulator-made human-readable descriptions
+    "CHALLENGE": ["The document's security features could not be confirmed"],
+    "DENY": ["The selfie does not match the photo on the document"],
+}
+
+
+def _iso_midnight(day: str) -> str:
+    """YYYY-MM-DD as the ISO-8601 timestamp the deprecated shape uses."""
+    return f"{day}T00:00:00.000Z"
+
+
+def docverify_deprecated_result(
+    person: Person, serial_number: str, recommendation: str
+) -> dict[str, Any]:
+    """What a complete session adds to `DeprecatedSessionResult` (the answer without
+    `detailed=true`): `verified_info` when ALLOW, else `rejection_description` and
+    `extracted_info` (TS-oas DeprecatedSessionResult, DeprecatedPersonDto,
+    DeprecatedDocumentDto)."""
+    person_block = {
+        "given_name": person.given_name,
+        "surname": person.surname,
+        "gender": person.sex,
+        "full_name": person.full_name,
+        "age": person.age,
+        "address": {
+            "country": ALPHA3[person.nationality],
+            "full_address": person.address,
+        },
+        "date_of_birth": _iso_midnight(person.date_of_birth),
+    }
+    document_block = {
+        "type": person.document_type,
+        "country": ALPHA3[person.nationality],
+        "issue_date": _iso_midnight(person.issue_date),
+        "document_serial_number": serial_number,
+        "id_value": person.personal_code,
+        "given_name": person.given_name,
+        "surname": person.surname,
+        "full_name": person.full_name,
+        "date_of_birth": _iso_midnight(person.date_of_birth),
+        "valid_until": _iso_midnight(person.expiry_date),
+    }
+    if recommendation == "ALLOW":
+        return {"verified_info": {"person": person_block, "document": document_block}}
+    return {
+        "rejection_description": list(DOCVERIFY_REJECTION_DESCRIPTION[recommendation]),
+        "extracted_info": {"document": document_block, "person": person_block},
+    }
+
+
 # ----- idenfy ----------------------------------------------------------------------------------
 
 IDENFY_DOCUMENT_TYPES = {
@@ -128,6 +180,29 @@ def idenfy_data(person: Person | None) -> dict[str, Any]:
         "duplicateFaces": [],
         "duplicateDocFaces": [],
     }
+
+
+IDENFY_LEGACY_DATA_KEYS = (
+    "selectedCountry",
+    "docFirstName",
+    "docLastName",
+    "docNumber",
+    "docPersonalCode",
+    "docExpiry",
+    "docDob",
+    "docType",
+    "docSex",
+    "docNationality",
+    "docIssuingCountry",
+    "manuallyDataChanged",
+)
+"""The data keys of the older callback (idenfy/Documentation pages/ResultCallback.md, 0c7b4bd8)."""
+
+
+def idenfy_legacy_data(person: Person | None) -> dict[str, Any]:
+    """The older callback's data object: fewer keys, the same values."""
+    current = idenfy_data(person)
+    return {key: current.get(key) for key in IDENFY_LEGACY_DATA_KEYS}
 
 
 # ----- idvapi ----------------------------------------------------------------------------------

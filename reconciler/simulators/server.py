@@ -93,11 +93,14 @@ class Simulator:
         manual: bool = False,
         after: float = 0.0,
         provider_status: str | None = None,
+        variant: str | None = None,
     ) -> dict[str, Any]:
-        """Same as POST /_sim/sessions/<id>/script."""
+        """Same as POST /_sim/sessions/<id>/script (variant None: drawn from config shares)."""
         request: dict[str, Any] = {"outcome": outcome, "manual": manual, "after": after}
         if provider_status is not None:
             request["provider_status"] = provider_status
+        if variant is not None:
+            request["variant"] = variant
         return self.engine.script(session_id, request)
 
     def truth(self, session_id: str) -> dict[str, Any] | None:

@@ -48,6 +48,7 @@ class SimSession:
     final: bool = False  # no further provider changes expected
     deleted: bool = False
     scripted_outcome: str | None = None
+    variant: str | None = None  # the real-world variant of the last script, if any
     script_generation: int = 0  # bumped to abort a running script
     script_active: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -78,6 +79,7 @@ class SimSession:
             "deleted": self.deleted,
             "user_ref": self.user_ref,
             "scripted_outcome": self.scripted_outcome,
+            "variant": self.variant,
             "script_active": self.script_active,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -90,7 +92,11 @@ class SimSession:
 
 @dataclass(frozen=True)
 class Step:
-    """One scripted provider transition: apply it to the session, get the deliveries it causes."""
+    """One scripted provider transition: apply it to the session, get the deliveries it causes.
+
+    pause: seconds this step waits on top of step_interval (a late notification); the steps
+    after it are pushed back as much."""
 
     status: str
     apply: Callable[[SimSession], list[Delivery]]
+    pause: float = 0.0
