@@ -115,7 +115,7 @@ def test_idenfy_preliminary_verdict_is_review_by_the_automation(
         ("manual-finished", True, MANUAL),
         (None, True, MANUAL),  # the legacy single URL: a final result a person reviewed
         (None, False, AUTO),
-        ("auto-finished", True, AUTO),  # named automatic by the URL it came to
+        ("auto-finished", True, MANUAL),  # a final result a person reviewed (DESIGN §2)
         ("auto-finished", False, AUTO),
     ],
 )

@@ -136,12 +136,12 @@ def _occurred_at(payload: dict[str, Any], received_at: datetime) -> datetime:
 
 
 def _decided_by(status: dict[str, Any], notification: str | None, final: object) -> DecidedBy:
-    """Manual only when a person decided: the manual-finished notification, or a final result
-    (on any notification but auto-finished) whose manual fields are filled. A `final: false`
-    result is preliminary whatever its manual fields say (go-idenfy testdata/webhook.1.json)."""
+    """Manual only when a person decided: the manual-finished notification, or a result whose
+    manual fields are filled. A `final: false` result is preliminary whatever its manual fields
+    say (go-idenfy testdata/webhook.1.json): the automation's, until the final one."""
     if notification == "manual-finished":
         return DecidedBy.MANUAL
-    if notification == "auto-finished" or final is False:
+    if final is False:
         return DecidedBy.AUTO
     filled = any(isinstance(status.get(k), str) and status[k] for k in MANUAL_FIELDS)
     return DecidedBy.MANUAL if filled else DecidedBy.AUTO
