@@ -235,16 +235,13 @@ def callback(name: str) -> Response:
     return_url = services.settings.provider(taken.provider.name).return_url
     if return_url:
         return redirect(return_url, code=302)  # type: ignore[return-value]
-    ok = taken.result is not None
-    return Response(
-        CALLBACK_PAGE.format(
-            message="Thank you. You can close this window."
-            if ok
-            else "This link could not be used. You can close this window."
-        ),
-        status=200 if ok else 400,
-        mimetype="text/html",
-    )
+    if taken.result is not None:
+        status, message = 200, "Thank you. You can close this window."
+    elif taken.error is not None and taken.error.status_code == 503:
+        status, message = 503, "Please try again in a moment."  # nothing was recorded
+    else:
+        status, message = 400, "This link could not be used. You can close this window."
+    return Response(CALLBACK_PAGE.format(message=message), status=status, mimetype="text/html")
 
 
 CALLBACK_PAGE = (

@@ -16,15 +16,14 @@ import time
 import pytest
 
 from receiver.embedded_redis import EmbeddedRedis
+from reconciler.demo.report import build_report, format_report
 from reconciler.demo.run import run_demo
 from reconciler.demo.verdict import (
     DEMO_CHAOS,
     DEMO_OUTCOMES,
     PlannedSession,
     SessionResult,
-    build_report,
     evaluate,
-    format_report,
     plan_sessions,
 )
 from reconciler.session_queries import find_session

@@ -45,11 +45,11 @@ from receiver.store.models import (
     VerificationSession,
 )
 from reconciler.audit.chain import verify_chain
+from reconciler.demo.report import build_report
 from reconciler.demo.verdict import (
     DEMO_CHAOS,
     DEMO_OUTCOMES,
     PlannedSession,
-    build_report,
     evaluate,
     plan_sessions,
 )

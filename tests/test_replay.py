@@ -222,7 +222,7 @@ def test_quarantined_event_is_applied_after_a_parser_fix(api, engine, monkeypatc
         "quarantined",
         1,
     )
-    assert "unknown Contiguity event type" in still["event"]["parse_error"]
+    assert "undocumented contiguity event type" in still["event"]["parse_error"]
 
     # the fix (simulated: the mapping a new release would add)
     monkeypatch.setitem(contiguity.STATUS_MAP, "redacted", (Status.CANCELED, DecidedBy.AUTO))

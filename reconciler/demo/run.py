@@ -15,45 +15,39 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
-from redis import Redis
-from rq import Worker
 from sqlalchemy import create_engine
 
 from receiver.embedded_redis import EmbeddedRedis
 from receiver.store.crypto import new_key_spec
-from reconciler.demo.verdict import (
-    DEMO_CHAOS,
-    DEMO_VARIANTS,
+from reconciler.demo.processes import ROOT, WORKERS, Processes, wait_until_up
+from reconciler.demo.report import (
     DemoReport,
-    PlannedSession,
     build_report,
     delivery_notes,
-    evaluate,
     format_report,
-    plan_sessions,
     result_shape_notes,
     review_notes,
     variant_notes,
 )
+from reconciler.demo.verdict import (
+    DEMO_CHAOS,
+    DEMO_VARIANTS,
+    PlannedSession,
+    evaluate,
+    plan_sessions,
+)
 
 if TYPE_CHECKING:  # the simulators are imported when a demo runs, not with every command
     from reconciler.simulators import Simulator
-
-ROOT = Path(__file__).resolve().parents[2]
-"""Where app.py lives (reconciler/demo/run.py → the project root): the working directory and
-PYTHONPATH of every verihook process the demo starts, so they run this tree's code (not whatever
-an editable install points at)."""
 
 DEMO_POLICY = {
     "POLL_INTERVAL_SECONDS": "2.5",  # poll-only providers: first poll after the session finished
@@ -70,9 +64,6 @@ DEMO_SETTINGS = {
     "OUTBOX_GRACE_SECONDS": "2",
     "LOG_LEVEL": "WARNING",
 }
-WORKERS = 2
-START_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 10.0
 
 Progress = Callable[[str, int, int], None]
 """progress(phase, done, total): phase is "creating" or "settling"."""
@@ -129,69 +120,6 @@ def simulated_providers_env(
             provider["TOKEN_URL"] = sim.token_url
         env.update({prefix + key.upper(): value for key, value in provider.items()})
     return env
-
-
-class Processes:
-    """The verihook processes the demo started, each stopped by its own PID."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env, self.log_dir = env, log_dir
-        self.children: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
-        log_dir.mkdir(parents=True, exist_ok=True)
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """Start `verihook ARGS…` with its output in `<log_dir>/<name>.log`."""
-        log = (self.log_dir / f"{name}.log").open("wb")
-        command = [sys.executable, "-c", "from app import main; main()", *args]
-        child = subprocess.Popen(
-            command, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-        self.children.append((name, child, log))
-        return child
-
-    def run(self, name: str, *args: str) -> None:
-        """Run `verihook ARGS…` to completion (ClickException when it fails)."""
-        child = self.start(name, *args)
-        if child.wait(timeout=60) != 0:
-            raise click.ClickException(f"`verihook {' '.join(args)}` failed: see {self.log_dir}")
-
-    def check_alive(self) -> None:
-        """ClickException naming any long-running process that died."""
-        for name, child, _ in self.children:
-            if child.poll() not in (None, 0):
-                raise click.ClickException(f"verihook {name} exited: see {self.log_dir}")
-
-    def stop(self) -> None:
-        """Terminate every child by PID, then kill those that do not stop in time."""
-        for _, child, _ in self.children:
-            if child.poll() is None:
-                child.terminate()
-        for _, child, log in self.children:
-            try:
-                child.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(timeout=STOP_TIMEOUT_SECONDS)
-            log.close()
-
-
-def wait_until_up(url: str, redis_url: str, processes: Processes) -> None:
-    """Block until `GET /healthz` answers 200 and every worker has registered with RQ."""
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    with Redis.from_url(redis_url) as redis:
-        while time.monotonic() < deadline:
-            processes.check_alive()
-            if _answers(f"{url}/healthz") and Worker.count(connection=redis) >= WORKERS:
-                return
-            time.sleep(0.2)
-    raise click.ClickException(f"verihook did not come up at {url} (see {processes.log_dir})")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def create_and_script(

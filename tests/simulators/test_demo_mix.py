@@ -6,6 +6,7 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
+from reconciler.demo.report import variant_notes
 from reconciler.demo.verdict import (
     DEMO_OUTCOMES,
     DEMO_VARIANTS,
@@ -13,7 +14,6 @@ from reconciler.demo.verdict import (
     expected_by_design,
     judge,
     plan_sessions,
-    variant_notes,
 )
 from reconciler.simulators.server import engine_class
 
