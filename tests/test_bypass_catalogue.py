@@ -258,6 +258,16 @@ def test_contiguity_space_inside_the_timestamp_value_is_refused(client, engine):
         assert_refused(contiguity(client, body, value), engine)
 
 
+def test_contiguity_timestamp_respelled_with_leading_zeros_is_refused(client, engine):  # type: ignore[no-untyped-def]
+    """A genuine header respelled `t=0<t>` (or `+<t>`): the same number, so the same signature
+    would verify. The timestamp must be the canonical digits that were signed."""
+    body = contiguity_event("verified")
+    t, digest = split_header(contiguity_header(body))
+    for value in (f"t=0{t},v1={digest}", f"t=000{t},v1={digest}", f"t=+{t},v1={digest}"):
+        assert_refused(contiguity(client, body, value), engine)
+    assert_accepted(contiguity(client, body, f"t={t},v1={digest}"), engine)
+
+
 def test_contiguity_space_inside_the_signature_value_is_refused(client, engine):  # type: ignore[no-untyped-def]
     body = contiguity_event("verified")
     t, digest = split_header(contiguity_header(body))
