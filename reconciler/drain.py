@@ -258,11 +258,17 @@ def drain_ready_events(services: Services, *, max_seconds: float = 60.0) -> Drai
             time.sleep(pause)
             continue
         store_failures = 0
-        if stats.changed_users and services.settings.notify_url:
-            notify.wake_notifier(services, stats.changed_users)
-            stats.notified_users |= stats.changed_users
-            stats.changed_users = set()
+        _wake_notifier(services, stats)
+    _wake_notifier(services, stats)  # for what committed before the database went away
     return stats
+
+
+def _wake_notifier(services: Services, stats: DrainStats) -> None:
+    """Wake the notifier for the users whose status changed in committed work (Redis only)."""
+    if stats.changed_users and services.settings.notify_url:
+        notify.wake_notifier(services, stats.changed_users)
+        stats.notified_users |= stats.changed_users
+        stats.changed_users = set()
 
 
 def _claim_and_apply(services: Services, size: int) -> DrainStats | None:

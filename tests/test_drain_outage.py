@@ -204,6 +204,7 @@ def test_a_database_lost_after_a_committed_batch_keeps_that_batch_counted_once( 
     batched.engine = live
     assert stats.store_unavailable
     assert (stats.batches, stats.applied, stats.superseded, stats.failed) == (1, BATCH, 0, 0)
+    assert stats.notified_users == {f"u-out{user}" for user in range(BATCH)}
     assert applied_counter() == (before[0] + BATCH, before[1]) and apply_failures() == failures
     assert ONE_AT_A_TIME not in caplog.text
     rows = event_rows(live)
