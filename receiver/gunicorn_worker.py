@@ -85,7 +85,7 @@ class JsonErrorThreadWorker(ThreadWorker):
     def load_wsgi(self) -> None:
         """gunicorn's, with the app wrapped in KeepHeaderLines."""
         super().load_wsgi()
-        self.wsgi = KeepHeaderLines(self.wsgi)
+        self.wsgi = KeepHeaderLines(self.wsgi)  # type: ignore[has-type]  # gunicorn is untyped
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         """gunicorn's, with `req` known to KeepHeaderLines meanwhile."""
