@@ -21,7 +21,10 @@ MAX_SIGNATURE_HEADER = 4096
 MAX_TIMESTAMP_DIGITS = 12
 """Longest `t=` we read: unix seconds until the year 33658. More digits are refused before any
 arithmetic (a 310-digit `t` would overflow the float comparison with the clock)."""
-_TIMESTAMP = re.compile(rf"[0-9]{{1,{MAX_TIMESTAMP_DIGITS}}}")
+_TIMESTAMP = re.compile(rf"(?:0|[1-9][0-9]{{0,{MAX_TIMESTAMP_DIGITS - 1}}})")
+"""A canonical decimal `t`: ASCII digits, no leading zero, sign, space or underscore. `t=0<t>`
+would otherwise read as the same number as `t=<t>` and verify with the same signature, so one
+signed header would have many spellings."""
 
 
 def hmac_sha256_hex(key: bytes, message: bytes) -> str:
@@ -48,10 +51,10 @@ def _any_match(candidates: list[str], expected: list[str]) -> bool:
 def parse_timestamped_header(header: str) -> tuple[int, list[str]]:
     """Split `t=<unix>,v1=<hex>[,v1=…]` into the timestamp and the v1 signatures.
 
-    Other schemes (`v0`, …) are ignored, as Stripe does; exactly one `t` of at most
-    MAX_TIMESTAMP_DIGITS ASCII digits is required. WSGI servers join repeated header lines with a
-    comma, so two signature headers that both carry a `t` arrive as one value with two `t`
-    items: refused here, whichever of them is genuine.
+    Other schemes (`v0`, …) are ignored, as Stripe does; exactly one `t` is required, written
+    in canonical decimal (ASCII digits, no leading zero) of at most MAX_TIMESTAMP_DIGITS digits.
+    WSGI servers join repeated header lines with a comma, so two signature headers that both
+    carry a `t` arrive as one value with two `t` items: refused here, whichever is genuine.
     """
     if len(header) > MAX_SIGNATURE_HEADER:
         raise AuthenticationError("signature_header_too_long")

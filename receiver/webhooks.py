@@ -30,7 +30,7 @@ from receiver.exceptions import AuthenticationError, StoreUnavailableError, Unkn
 from receiver.ingest import IngestResult, Outcome, ingest
 from receiver.metrics import AUTH_FAILURES, DELIVERIES, INGEST_SECONDS, inc
 from receiver.providers import get_provider
-from receiver.providers.base import Delivery, Provider
+from receiver.providers.base import HEADER_LINES_KEY, Delivery, Provider, separate_header_lines
 from receiver.requests import (
     CURRENT_REQUEST_ID,
     has_control_characters_in_url,
@@ -122,11 +122,15 @@ def _delivery(
     req: Request, provider: Provider, source: Source, segment: str | None, limit: int
 ) -> Delivery:
     path_role = provider.path_segment
+    headers = _headers(req, source)
+    lines = req.environ.get(HEADER_LINES_KEY)
+    if lines and source is Source.WEBHOOK:  # a header sent on several lines: keep them apart
+        headers = separate_header_lines(headers, lines)
     return Delivery(
         provider=provider.name,
         source=source,
         body=read_body(req, limit) if source is Source.WEBHOOK else b"",
-        headers=_headers(req, source),
+        headers=headers,
         query=_query(req, source),
         notification=segment if path_role == "notification" else None,
         received_at=datetime.now(UTC),

@@ -1,8 +1,15 @@
 """The drain loop: claim ready events in batches and apply each batch in one transaction.
 
-A batch that fails as a whole is retried event by event, so one poison event cannot hold back
+A batch whose application fails is retried event by event, so one poison event cannot hold back
 the others; the poison one is marked `failed` with its error and retried with backoff a bounded
 number of times (its outbox row stays, later). It is never marked done.
+
+The database failing while a transaction is opened, a batch claimed or committed (connection
+refused or lost, pool exhausted, SQLite busy) is nobody's poison: no event is marked failed, the
+outbox keeps the events, and the drain tries again after a short pause (STORE_RETRIES times in a
+row), then stops; the outbox sweeper wakes a worker again later. The counts (DrainStats, the
+`verihook_events_applied_total` counter, receipt→applied latency) take a batch in only once it is
+committed.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from receiver.logs import crash_site
 from receiver.metrics import APPLIED, APPLY_FAILURES, RECEIPT_TO_APPLIED, UNKNOWN_VALUES, inc
 from receiver.providers.base import Parsed
 from receiver.services import Services
-from receiver.store.db import transaction
+from receiver.store.db import UNAVAILABLE_ERRORS, transaction
 from receiver.store.models import EventState, InboundEvent, OutboxEntry, utcnow
 from reconciler import notify
 from reconciler.apply import apply_parsed, claim_ready, parse_event
@@ -36,6 +43,12 @@ BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 300.0
 DEFERRED_PAUSE_SECONDS = 0.05
 """Pause when a whole batch waits on sessions another worker holds (no busy loop)."""
+STORE_RETRIES = 3
+"""Tries again after the database failed to open, claim or commit, before the drain stops."""
+STORE_RETRY_BASE_SECONDS = 0.2
+"""The first pause before trying the database again; it doubles (0.2, 0.4, 0.8 s)."""
+STORE_RETRY_MAX_SECONDS = 2.0
+"""The longest of those pauses."""
 
 
 @dataclass
@@ -51,6 +64,29 @@ class DrainStats:
     changed_users: set[str] = field(default_factory=set)
     notified_users: set[str] = field(default_factory=set)
     received_at: list[datetime] = field(default_factory=list)
+    store_unavailable: bool = False
+    """The drain stopped early: the database kept failing (the outbox keeps the events)."""
+
+    def add(self, other: DrainStats) -> None:
+        """Fold the counts of a committed unit (a batch, or one event) into these."""
+        self.applied += other.applied
+        self.superseded += other.superseded
+        self.quarantined += other.quarantined
+        self.failed += other.failed
+        self.deferred += other.deferred
+        self.changed_users |= other.changed_users
+
+
+class _StoreFailed(Exception):
+    """The database failed while a transaction was opened, claimed or committed."""
+
+
+class _BatchFailed(Exception):
+    """Applying a claimed batch failed: its events are tried one at a time."""
+
+    def __init__(self, ids: list[int]) -> None:
+        super().__init__(f"a batch of {len(ids)} events failed to apply")
+        self.ids = ids
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -70,7 +106,8 @@ def apply_batch(
 
     What the worker runs on a claimed batch, and what a replay runs (`replay=True`: its audit
     entries have source `replay`). An event that does not parse is quarantined; a missing key
-    raises DecryptionError. The audit head is locked last.
+    raises DecryptionError. The audit head is locked last. Nothing is committed here, so no
+    metric is counted either: the caller counts `stats` (`record_applied`) once it commits.
     """
     events = session.execute(select(InboundEvent).where(InboundEvent.id.in_(event_ids))).scalars()
     parsed: dict[int, tuple[InboundEvent, Parsed]] = {}
@@ -97,8 +134,6 @@ def apply_batch(
     stats.applied += len(result.applied)
     stats.superseded += len(result.superseded)
     stats.deferred += len(result.deferred)
-    inc(APPLIED, "applied", amount=len(result.applied))
-    inc(APPLIED, "superseded", amount=len(result.superseded))
     if result.deferred and not (result.applied or result.superseded):
         time.sleep(DEFERRED_PAUSE_SECONDS)  # every session is busy in another worker
     stats.changed_users |= result.changed_users
@@ -181,28 +216,102 @@ def _record_failure(services: Services, event_id: int, error: Exception) -> bool
     return True
 
 
+def record_applied(stats: DrainStats) -> None:
+    """Count committed applications in `verihook_events_applied_total` (by outcome)."""
+    inc(APPLIED, "applied", amount=stats.applied)
+    inc(APPLIED, "superseded", amount=stats.superseded)
+
+
 def drain_ready_events(services: Services, *, max_seconds: float = 60.0) -> DrainStats:
-    """Apply ready events batch after batch until none is ready or `max_seconds` pass."""
+    """Apply ready events batch after batch until none is ready or `max_seconds` pass.
+
+    Stops early (`store_unavailable`) when the database keeps failing; the events stay in the
+    outbox. Counts only what was committed.
+    """
     stats = DrainStats()
     deadline = time.monotonic() + max_seconds
     size = services.settings.apply_batch_size
+    store_failures = 0
     while time.monotonic() < deadline:
         try:
-            with transaction(services.engine) as session:
-                ids = claim_ready(session, size)
-                if not ids:
+            try:
+                batch = _claim_and_apply(services, size)
+            except _BatchFailed as failed:  # the batch boundary: isolate the poison event(s)
+                log.error(
+                    "batch failed; applying its events one at a time", exc_info=failed.__cause__
+                )
+                _apply_one_by_one(services, failed.ids, stats)
+            else:
+                if batch is None:
                     break
-                apply_batch(session, services, ids, stats)
-            stats.batches += 1
-            _observe_applied(stats)
-        except Exception:  # the batch boundary: isolate the poison event(s) one by one
-            log.exception("batch failed; applying its events one at a time")
-            _apply_one_by_one(services, ids, stats)
-        if stats.changed_users and services.settings.notify_url:
-            notify.wake_notifier(services, stats.changed_users)
-            stats.notified_users |= stats.changed_users
-            stats.changed_users = set()
+                stats.batches += 1
+                _count_committed(stats, batch)
+        except _StoreFailed as down:
+            store_failures += 1
+            pause = exponential_backoff(
+                store_failures - 1, base=STORE_RETRY_BASE_SECONDS, cap=STORE_RETRY_MAX_SECONDS
+            )
+            reason = type(down.__cause__).__name__
+            if store_failures > STORE_RETRIES or time.monotonic() + pause >= deadline:
+                log.warning(
+                    "database unavailable; the drain stops, the outbox keeps the events",
+                    extra={"reason": reason, "count": store_failures},
+                )
+                stats.store_unavailable = True
+                break
+            log.warning(
+                "database unavailable; trying again shortly",
+                extra={"reason": reason, "count": store_failures},
+            )
+            time.sleep(pause)
+            continue
+        store_failures = 0
+        _wake_notifier(services, stats)
+    _wake_notifier(services, stats)  # for what committed before the database went away
     return stats
+
+
+def _wake_notifier(services: Services, stats: DrainStats) -> None:
+    """Wake the notifier for the users whose status changed in committed work (Redis only)."""
+    if stats.changed_users and services.settings.notify_url:
+        notify.wake_notifier(services, stats.changed_users)
+        stats.notified_users |= stats.changed_users
+        stats.changed_users = set()
+
+
+def _claim_and_apply(services: Services, size: int) -> DrainStats | None:
+    """Claim up to `size` ready events and apply them in one transaction; return their counts
+    once committed (None: nothing was ready).
+
+    Raises _StoreFailed when the database fails to open the transaction, to claim or to commit
+    (a failure at the commit that is not the database's unavailability, such as a constraint
+    checked there, counts as the batch's own), and _BatchFailed when applying the batch fails.
+    """
+    batch = DrainStats()
+    ids: list[int] = []
+    applying = False
+    try:
+        with transaction(services.engine) as session:
+            ids = claim_ready(session, size)
+            if ids:
+                applying = True
+                apply_batch(session, services, ids, batch)
+                applying = False
+    except Exception as exc:
+        if applying or (ids and not isinstance(exc, UNAVAILABLE_ERRORS)):
+            raise _BatchFailed(ids) from exc
+        if isinstance(exc, UNAVAILABLE_ERRORS):
+            raise _StoreFailed() from exc
+        raise  # claiming failed for another reason: a bug, not an outage
+    return batch if ids else None
+
+
+def _count_committed(stats: DrainStats, unit: DrainStats) -> None:
+    """Take a committed batch (or event) into `stats`, the applied counter and the latency
+    (`unit.received_at` is observed, not kept)."""
+    stats.add(unit)
+    record_applied(unit)
+    _observe_applied(unit)
 
 
 def _observe_applied(stats: DrainStats) -> None:
@@ -214,15 +323,31 @@ def _observe_applied(stats: DrainStats) -> None:
 
 
 def _apply_one_by_one(services: Services, ids: list[int], stats: DrainStats) -> None:
+    """Apply each event in a transaction of its own; record the failure of one that fails.
+
+    Raises _StoreFailed, leaving the rest in the outbox, when the database fails to open, claim
+    or commit, or to record a failure."""
     for event_id in ids:
+        single = DrainStats()
+        applying = False
         try:
             with transaction(services.engine) as session:
                 if claim_one(session, event_id):
-                    apply_batch(session, services, [event_id], stats)
+                    applying = True
+                    apply_batch(session, services, [event_id], single)
+                    applying = False
         except Exception as exc:  # a job boundary: record on our row, never mark done
-            stats.failed += 1
-            inc(APPLY_FAILURES)
-            _record_failure(services, event_id, exc)
+            if not applying and isinstance(exc, UNAVAILABLE_ERRORS):
+                raise _StoreFailed() from exc
+            try:
+                recorded = _record_failure(services, event_id, exc)
+            except UNAVAILABLE_ERRORS as lost:
+                raise _StoreFailed() from lost
+            if recorded:
+                stats.failed += 1
+                inc(APPLY_FAILURES)
+            continue
+        _count_committed(stats, single)
 
 
 def claim_one(session: Session, event_id: int) -> bool:

@@ -31,4 +31,5 @@ def apply_ready_events() -> dict[str, int]:
         "quarantined": stats.quarantined,
         "failed": stats.failed,
         "batches": stats.batches,
+        "store_unavailable": int(stats.store_unavailable),
     }

@@ -541,3 +541,35 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised() -> None:
     risky = ("+1", "-1", "@SUM(A1)", "\tx")
     assert [csv_cell(v) for v in risky] == ["'+1", "'-1", "'@SUM(A1)", "'\tx"]
     assert [csv_cell(v) for v in ("user-1", None, 7, "a=b")] == ["user-1", "", 7, "a=b"]
+
+
+def spreadsheet_rows(csv_text: str) -> list[list[str]]:
+    """How a spreadsheet reads the export: a bare CR ends a row too, unless it is quoted."""
+    return list(csv.reader(csv_text.splitlines(keepends=True)))
+
+
+def test_csv_cells_starting_with_tab_or_cr_or_holding_a_cr_cannot_run_as_formulas(api):  # type: ignore[no-untyped-def]
+    """A user ref from a provider payload with a tab or a carriage return: every cell is
+    quoted, so a CR inside one stays inside it (RFC 4180), and a cell starting with one is
+    prefixed like `=`. Was: `'\\r=…` written unquoted, so the CR ended the row and `=HYPERLINK`
+    began the next one as a formula."""
+    services, client = api
+    refs = ('u\r=HYPERLINK("http://x.invalid","y")', "\r@SUM(A1)", "\t=1+1", "\n-2", "+3")
+    for index, ref in enumerate(refs):  # the backend registers a session under that ref
+        session = {"provider": "contiguity", "session_id": f"vs_csv{index}", "user_ref": ref}
+        registered = client.post("/api/v1/sessions", json=session, headers=BACKEND)
+        assert registered.status_code == 201, registered.get_data(as_text=True)
+        deliver(services, client, "verified", f"vs_csv{index}", "plain-ref", 100 + index)
+    exported = client.get("/api/v1/audit?format=csv", headers=AUDITOR)
+    assert exported.status_code == 200
+    rows = spreadsheet_rows(exported.get_data(as_text=True))
+    assert rows[0] == list(aq.COLUMNS)
+    cells = [cell for row in rows[1:] for cell in row]
+    assert [cell for cell in cells if cell.startswith((*aq.FORMULA_PREFIXES, "\n"))] == []
+    user_refs = {row[aq.COLUMNS.index("user_ref")] for row in rows[1:]}
+    assert user_refs >= {refs[0], "'" + refs[1], "'" + refs[2], "'" + refs[3], "'" + refs[4]}
+    assert all(len(row) == len(aq.COLUMNS) for row in rows)  # no row was split
+
+
+def test_csv_cell_prefixes_cr_newline_and_nul_too() -> None:
+    assert [aq.csv_cell(v) for v in ("\rx", "\nx", "\0x")] == ["'\rx", "'\nx", "'\0x"]

@@ -258,6 +258,16 @@ def test_contiguity_space_inside_the_timestamp_value_is_refused(client, engine):
         assert_refused(contiguity(client, body, value), engine)
 
 
+def test_contiguity_timestamp_respelled_with_leading_zeros_is_refused(client, engine):  # type: ignore[no-untyped-def]
+    """A genuine header respelled `t=0<t>` (or `+<t>`): the same number, so the same signature
+    would verify. The timestamp must be the canonical digits that were signed."""
+    body = contiguity_event("verified")
+    t, digest = split_header(contiguity_header(body))
+    for value in (f"t=0{t},v1={digest}", f"t=000{t},v1={digest}", f"t=+{t},v1={digest}"):
+        assert_refused(contiguity(client, body, value), engine)
+    assert_accepted(contiguity(client, body, f"t={t},v1={digest}"), engine)
+
+
 def test_contiguity_space_inside_the_signature_value_is_refused(client, engine):  # type: ignore[no-untyped-def]
     body = contiguity_event("verified")
     t, digest = split_header(contiguity_header(body))
@@ -291,9 +301,11 @@ def test_contiguity_tab_after_the_comma_is_accepted(client, engine):  # type: ig
 
 # --- Contiguity: duplicate signature headers ------------------------------------------------------
 #
-# Under WSGI (werkzeug here, gunicorn in production) two header lines with the same name reach
-# the app as ONE value joined with a comma. Delivery.single_header's "repeated" check never sees
-# two values, so what protects us is how the joined value parses.
+# Under WSGI two header lines with the same name reach the app as ONE value joined with a comma.
+# In production the receiver's gunicorn worker keeps the lines of a repeated header apart, so
+# Delivery.single_header refuses any repeat (tests/test_repeated_headers.py, over a socket). The
+# Flask test client used here joins them without saying so, like werkzeug's server: behind it,
+# what protects us is how the joined value parses.
 
 
 def test_contiguity_two_signature_headers_valid_then_invalid_are_refused(client, engine):  # type: ignore[no-untyped-def]
@@ -314,14 +326,15 @@ def test_contiguity_two_signature_headers_invalid_then_valid_are_refused(client,
 def test_contiguity_second_signature_header_with_only_a_v1_cannot_make_a_forgery_verify(  # type: ignore[no-untyped-def]
     client, engine, genuine_first
 ):
-    """Two Contiguity-Signature headers, one carrying only a `v1=`. Decision: this is judged as
-    the joined value, like any other. gunicorn joins repeated lines with "," (werkzeug's dev
-    server too; its test client with ", "), so a genuine header plus `v1=<other>` arrives as
-    `t=…,v1=<genuine>,v1=<other>`, byte for byte the multi-signature header a Stripe-style sender
-    emits while rotating secrets, which must verify when any v1 matches (test_signatures,
-    test_ingest_contiguity). Nothing can tell the two apart, and nothing is gained: an extra v1
-    cannot make another body or timestamp verify. So the genuine one is accepted, and a forged
-    one stays refused whatever v1 is added to it."""
+    """Two Contiguity-Signature headers, one carrying only a `v1=`, behind a server that joins
+    them without saying so (this test client; werkzeug's server): a genuine header plus
+    `v1=<other>` arrives as `t=…,v1=<genuine>,v1=<other>`, byte for byte the multi-signature
+    header a Stripe-style sender emits while rotating secrets, which must verify when any v1
+    matches (test_signatures, test_ingest_contiguity). Nothing here can tell the two apart, and
+    nothing is gained: an extra v1 cannot make another body or timestamp verify. So the genuine
+    one is accepted, and a forged one stays refused whatever v1 is added to it. Under gunicorn
+    (production), whose worker keeps the two lines apart, both are refused
+    (tests/test_repeated_headers.py)."""
     body = contiguity_event("verified")
     extra = f"v1={'0' * 64}"
 

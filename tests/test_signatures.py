@@ -111,6 +111,48 @@ def test_non_decimal_timestamps_are_refused(t: str) -> None:
     refused(f"t={t},v1={'a' * 64}", "bad_timestamp")
 
 
+@pytest.mark.parametrize("t", ["01700000000", "00", "0" * 12, "1_700_000_000", "\u0661\u0667"])
+def test_timestamps_not_in_canonical_decimal_are_refused(t: str) -> None:
+    """A leading zero, an underscore, non-ASCII digits: `int()` reads them all."""
+    refused(f"t={t},v1={v1(BODY, int(t))}", "bad_timestamp", tolerance=0)
+
+
+def _underscored(digits: str) -> str:
+    return digits[0] + "_" + digits[1:] if len(digits) > 1 else "0_" + digits
+
+
+NON_CANONICAL = st.sampled_from(
+    [
+        lambda digits: "0" + digits,
+        lambda digits: "00" + digits,
+        lambda digits: "+" + digits,
+        lambda digits: " " + digits,
+        lambda digits: "\t" + digits,
+        _underscored,
+        lambda digits: "".join(chr(0x660 + int(c)) for c in digits),  # Arabic-Indic digits
+    ]
+)
+"""Other spellings of a number that Python's `int()` reads as the same number (whitespace
+around an item is HTTP's optional whitespace, stripped before the value is read: not here)."""
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(t=st.integers(min_value=0, max_value=10**11 - 1), spell=NON_CANONICAL)
+def test_only_the_canonical_spelling_of_a_timestamp_verifies(t: int, spell) -> None:  # type: ignore[no-untyped-def]
+    """Property: for any `t`, its canonical digits verify, and any other spelling of the same
+    number (leading zeros, sign, whitespace inside the value, underscore) is refused, whether
+    the signature covers the canonical digits (a captured header, respelled) or the spelling."""
+    canonical = str(t)
+    assert verify(f"t={canonical},v1={v1(BODY, t)}", now=t) == t
+    other = spell(canonical)
+    assert other != canonical and int(other) == t
+    for digest in (
+        v1(BODY, t),
+        hmac.new(SECRET.encode(), f"{other}.".encode() + BODY, hashlib.sha256).hexdigest(),
+    ):
+        refused(f"t={other},v1={digest}", "bad_timestamp", now=t)
+
+
 @pytest.mark.parametrize("t", [10**12, 10**309], ids=["13-digits", "310-digits"])
 def test_timestamps_over_twelve_digits_are_refused_before_any_arithmetic(t: int) -> None:
     """A genuine signature over an absurd `t` is refused as bad_timestamp, with or without the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -18,6 +18,35 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from receiver.canonical import Observation, Source
 from receiver.exceptions import AuthenticationError, ParseError
 from receiver.settings import ProviderSettings
+
+HEADER_LINES_KEY = "verihook.repeated_header_lines"
+"""The WSGI environ key under which the server gives the values of every header sent on more
+than one line, one per line: `{lower-case name: [value, …]}` (receiver/gunicorn_worker.py).
+
+WSGI has one environ entry per header name, so gunicorn (and werkzeug) join repeated lines with a
+comma before the app sees them. Two `Contiguity-Signature` lines, a genuine one and a bare
+`v1=…`, would then read as one header with two signatures, which Contiguity's multi-signature
+format allows. With the lines kept apart, `Delivery.single_header` refuses the repeat."""
+
+
+def repeated_header_lines(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """`{lower-case name: values}` of the headers that occur more than once in `headers`."""
+    seen: dict[str, list[str]] = {}
+    for name, value in headers:
+        seen.setdefault(name.lower(), []).append(value)
+    return {name: values for name, values in seen.items() if len(values) > 1}
+
+
+def separate_header_lines(
+    headers: Iterable[tuple[str, str]], lines: Mapping[str, list[str]]
+) -> tuple[tuple[str, str], ...]:
+    """`headers` (one joined value per name, as WSGI gives them) with each name that `lines`
+    holds given back as one entry per line."""
+    separated: list[tuple[str, str]] = []
+    for name, value in headers:
+        values = lines.get(name.lower()) or [value]
+        separated.extend((name, line) for line in values)
+    return tuple(separated)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def _use_sqlite_immediate_transactions(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA secure_delete=ON")  # deleted or overwritten content is zeroed
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -118,6 +119,25 @@ def sqlite_write_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+def checkpoint_wal(engine: Engine) -> bool:
+    """On SQLite, copy the write-ahead log into the database file and truncate it to zero bytes
+    (`PRAGMA wal_checkpoint(TRUNCATE)`), so that values just erased are left in neither file
+    (with `secure_delete`, the database's freed space is zeroed). True when done or not SQLite;
+    False when another connection's read kept the log busy past the busy timeout (the values
+    stay in the log until a later checkpoint reaches them)."""
+    if not is_sqlite(engine):
+        return True
+    with sqlite_write_lock(engine):
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            cursor.close()
+        finally:
+            connection.close()
+    return busy == 0
 
 
 @contextmanager

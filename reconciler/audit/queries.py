@@ -208,14 +208,15 @@ def iter_records(
             return
 
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-"""What makes a spreadsheet read a cell as a formula (CSV injection, OWASP)."""
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
+"""What may make a spreadsheet read a cell as a formula (CSV injection): OWASP's `=`, `+`, `-`,
+`@`, tab and carriage return, ASVS's NUL, and a line feed (a line break before a formula)."""
 
 
 def csv_cell(value: Any) -> Any:
     """A CSV cell: empty for None; a text that a spreadsheet would run as a formula (a user ref
-    such as `=HYPERLINK(…)` coming from a provider payload) is prefixed with `'`, as OWASP
-    advises; the JSON Lines export carries every value unchanged."""
+    such as `=HYPERLINK(…)` coming from a provider payload or the backend) is prefixed with `'`,
+    as OWASP advises; the JSON Lines export carries every value unchanged."""
     if value is None:
         return ""
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
@@ -224,9 +225,11 @@ def csv_cell(value: Any) -> Any:
 
 
 def csv_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
-    """The header, then one CSV text chunk per batch."""
+    """The header, then one CSV text chunk per batch. Every cell is quoted (as OWASP advises):
+    Python's writer leaves a lone carriage return unquoted, and a spreadsheet ends the row there,
+    so the rest of the cell (`'\r=HYPERLINK(…)`) would start a row of its own, as a formula."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(COLUMNS)
     yield buffer.getvalue()
     for batch in batches:

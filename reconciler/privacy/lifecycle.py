@@ -8,6 +8,7 @@ Statuses, sessions and the audit chain hold no PII beyond user refs, so they are
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from sqlalchemy import Table, delete, func, select, update
 
 from receiver.services import Services
 from receiver.store.crypto import Sealed
-from receiver.store.db import transaction
+from receiver.store.db import checkpoint_wal, transaction
 from receiver.store.events import payload_aad
 from receiver.store.ledger_models import AuditEntry, Notification
 from receiver.store.models import (
@@ -27,6 +28,8 @@ from receiver.store.models import (
     utcnow,
 )
 from reconciler.audit.chain import AuditDraft, append_audit
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
@@ -152,9 +155,20 @@ def purge_expired(
             details = conn.execute(
                 update(_OBSERVATIONS).where(*obs_filter).values(details_blob=None, key_id=None)
             ).rowcount
+    if not dry_run and (events or details):
+        _leave_no_copy(services)
     return PurgeStats(
         cutoff=cutoff, event_payloads=events, observation_details=details, dry_run=dry_run
     )
+
+
+def _leave_no_copy(services: Services) -> None:
+    """After an erasure or a purge: on SQLite, no copy of the old values in the write-ahead
+    log (the database's freed space is zeroed as it is freed: `secure_delete`)."""
+    if not checkpoint_wal(services.engine):
+        log.warning(
+            "SQLite write-ahead log busy: erased values stay in it until the next checkpoint"
+        )
 
 
 def pseudonym(user_ref: str) -> str:
@@ -177,7 +191,8 @@ class ErasureStats:
 def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStats:
     """Erase one person: shred their raw deliveries and details, pseudonymise their refs,
     delete their notifications, blank their ref in the audit (the chain covers only its digest),
-    and record the erasure in the audit history. Statuses stay, under the pseudonym."""
+    and record the erasure in the audit history. Statuses stay, under the pseudonym. On SQLite
+    the write-ahead log is then checkpointed and truncated: no old page keeps the ref."""
     alias = pseudonym(user_ref)
     with transaction(services.engine) as session:
         conn = session.connection()
@@ -246,6 +261,7 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
                 )
             ],
         )
+    _leave_no_copy(services)
     return ErasureStats(
         user_ref_digest=alias,
         events=events,

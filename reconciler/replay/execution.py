@@ -23,7 +23,7 @@ from receiver.store.models import InboundEvent, utcnow
 from receiver.store.replay_models import Replay, ReplayState
 from reconciler import notify
 from reconciler.audit.chain import append_audit
-from reconciler.drain import DrainStats
+from reconciler.drain import DrainStats, record_applied
 from reconciler.event_queries import EventFilter, NotFound, event_json
 from reconciler.replay.batch import replay_batch
 from reconciler.replay.effects import Effect
@@ -94,6 +94,7 @@ def replay_event(
             session.rollback()
             raise
     if not dry_run:
+        record_applied(stats)
         _wake_notifier(services, stats)
     return {
         "dry_run": dry_run,
@@ -187,6 +188,7 @@ def run_replay(
             mark_failed(services, replay_id, exc)
             raise
         processed += count
+        record_applied(stats)  # committed: a dry run, rolled back, counts nothing
         _wake_notifier(services, stats)
         if progress is not None:
             progress(row, count)
