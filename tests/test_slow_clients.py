@@ -1,0 +1,344 @@
+"""Slow clients (issue 18): a client that sends its request a byte at a time must not hold the
+threads of `verihook web`.
+
+- Without a proxy, `verihook web` itself (receiver/gunicorn_worker.py) cuts a client that has
+  not sent its request head and body within VERIHOOK_CLIENT_TIMEOUT: 408, then the socket is
+  closed; meanwhile /healthz and a signed delivery are answered.
+- With the shipped nginx config in front (deploy/nginx/verihook.conf, rendered only for its
+  ports and paths), 64 connections trickling headers and bodies do not slow signed deliveries
+  down: p99 ≤ 1 s.
+
+Real processes on 127.0.0.1, bounded in time and requests. nginx is Debian's package: these
+tests skip without it, unless VERIHOOK_REQUIRE_NGINX=1 (.ci/run installs it and sets that).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func
+from sqlalchemy import select as sql_select
+from sqlmodel import Session
+
+from receiver.store.models import InboundEvent
+from tests.support import signing
+from tests.support.processes import ROOT, settings_env
+from tests.support.redis_server import free_port
+
+NGINX_CONF = ROOT / "deploy" / "nginx" / "verihook.conf"
+# What rendering replaces in the shipped file, and nothing else
+SHIPPED_UPSTREAM = "server 127.0.0.1:8000;"
+SHIPPED_LISTEN = "listen 8080 default_server;"
+SHIPPED_ACCESS_LOG = "/var/log/nginx/access.log"
+MIB = 1024 * 1024
+
+
+# ---- processes ---------------------------------------------------------------------------
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll `url`/healthz until it answers 200 (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not start:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not stopped within 20 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@contextmanager
+def verihook_web(services, tmp_path: Path, **env: str) -> Iterator[tuple[int, Path]]:  # type: ignore[no-untyped-def]
+    """`verihook web` on a free 127.0.0.1 port with the test's settings (plus `env`); yields
+    (port, its log file)."""
+    port = free_port()
+    log = tmp_path / f"web-{port}.log"
+    environment = settings_env(services.settings) | {
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"prometheus-{port}"),
+        **env,
+    }
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from app import main; main()", "web"]
+            + ["--bind", f"127.0.0.1:{port}"],
+            env=environment,
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, log)
+        yield port, log
+    finally:
+        stop(process)
+
+
+def nginx_binary() -> str:
+    """nginx's path; skips when it is not installed, unless VERIHOOK_REQUIRE_NGINX=1."""
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        reason = "nginx is not installed (Debian: apt-get install nginx)"
+        if os.environ.get("VERIHOOK_REQUIRE_NGINX") == "1":
+            pytest.fail(f"VERIHOOK_REQUIRE_NGINX=1 but {reason}")
+        pytest.skip(f"{reason}; VERIHOOK_REQUIRE_NGINX=1 makes this a failure")
+    return found
+
+
+def render_nginx(directory: Path, upstream_port: int = 8000, listen_port: int = 8080) -> Path:
+    """The shipped config, only its upstream port, listen address and log path replaced, inside
+    a minimal main config of this directory; returns the main config's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    site = NGINX_CONF.read_text()
+    for shipped, here in (
+        (SHIPPED_UPSTREAM, f"server 127.0.0.1:{upstream_port};"),
+        (SHIPPED_LISTEN, f"listen 127.0.0.1:{listen_port} default_server;"),
+        (SHIPPED_ACCESS_LOG, str(directory / "access.log")),
+    ):
+        assert site.count(shipped) == 1, f"{NGINX_CONF} no longer holds {shipped!r} once"
+        site = site.replace(shipped, here)
+    (directory / "verihook.conf").write_text(site)
+    temp = "\n".join(
+        f"    {kind}_temp_path {directory / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    main = directory / "nginx.conf"
+    main.write_text(
+        "daemon off;\nworker_processes 1;\n"
+        + ("user root;\n" if os.geteuid() == 0 else "")  # its workers use this directory
+        + f"pid {directory / 'nginx.pid'};\nerror_log {directory / 'error.log'} info;\n"
+        + "events { worker_connections 1024; }\n"
+        + f"http {{\n{temp}\n    include {directory / 'verihook.conf'};\n}}\n"
+    )
+    return main
+
+
+@contextmanager
+def nginx_in_front(directory: Path, upstream_port: int) -> Iterator[int]:
+    """nginx with the shipped config on a free port, in front of `upstream_port`; yields the
+    port."""
+    port = free_port()
+    main = render_nginx(directory, upstream_port, port)
+    log = directory / "nginx.out"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [nginx_binary(), "-c", str(main), "-p", str(directory)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, directory / "error.log")
+        yield port
+    finally:
+        stop(process)
+
+
+# ---- slow clients ------------------------------------------------------------------------
+
+
+@dataclass
+class Connection:
+    """One connection of a slow client: when it opened, when the server ended it (None: still
+    open when the client stopped), and what the server sent."""
+
+    opened: float
+    closed: float | None
+    answer: bytes
+
+    @property
+    def lifetime(self) -> float | None:
+        return None if self.closed is None else self.closed - self.opened
+
+
+HEAD = b"POST /webhooks/contiguity HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+OPENINGS = {
+    "head": (HEAD, b"X-Trickle: 1\r\n"),  # one header line at a time, never the blank line
+    "body": (  # a whole head announcing 100,000 bytes, then one byte at a time
+        HEAD + b"Content-Type: application/json\r\nContiguity-Signature: t=1,v1=00\r\n"
+        b"Content-Length: 100000\r\n\r\n",
+        b"x",
+    ),
+    "silent": (b"", b""),  # connects and sends nothing
+}
+
+
+@dataclass
+class SlowClient:
+    """A client that sends its request one piece every `interval` seconds until `stopping` is
+    set, reconnecting (when `again`) each time the server hangs up. Each read the server makes
+    waits at most `interval`: only a deadline for the whole request can cut it."""
+
+    port: int
+    kind: str
+    stopping: threading.Event
+    again: bool = True
+    interval: float = 0.25
+    connections: list[Connection] = field(default_factory=list)
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name=f"slow-{self.kind}", daemon=True)
+        thread.start()
+        return thread
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.one_connection()
+            if not self.again:
+                return
+
+    def one_connection(self) -> None:
+        opening, piece = OPENINGS[self.kind]
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        record = Connection(time.monotonic(), None, b"")
+        self.connections.append(record)
+        try:
+            conn.sendall(opening)
+            while not self.stopping.is_set():
+                readable, _, _ = select.select([conn], [], [], self.interval)
+                if readable:
+                    data = conn.recv(65536)
+                    record.answer += data
+                    if not data:
+                        record.closed = time.monotonic()
+                        break
+                elif piece:
+                    conn.sendall(piece)
+        except OSError:  # reset, or a send after the server hung up
+            record.closed = time.monotonic()
+        finally:
+            conn.close()
+
+
+# ---- deliveries --------------------------------------------------------------------------
+
+
+def signed_delivery(tag: str) -> tuple[bytes, dict[str, str]]:
+    """A signed Contiguity webhook with its own event id."""
+    body = signing.contiguity_event("processing", f"vs_{tag}", user_ref=tag, event_id=f"evt_{tag}")
+    return body, {
+        "Content-Type": "application/json",
+        "Contiguity-Signature": signing.contiguity_header(body),
+    }
+
+
+def timed(call) -> tuple[httpx.Response | None, float]:  # type: ignore[no-untyped-def]
+    """(answer or None on a timeout or a dropped connection, seconds taken)."""
+    started = time.monotonic()
+    try:
+        answer = call()
+    except httpx.HTTPError:
+        answer = None
+    return answer, time.monotonic() - started
+
+
+def stored_events(engine) -> int:  # type: ignore[no-untyped-def]
+    with Session(engine) as session:
+        return session.execute(sql_select(func.count()).select_from(InboundEvent)).scalar_one()
+
+
+# ---- without a proxy: verihook web's own deadline ----------------------------------------
+
+DEADLINE = 2.0
+THREADS = 4
+
+
+def test_a_slow_client_is_cut_off_at_the_deadline_while_others_are_answered(  # type: ignore[no-untyped-def]
+    services, engine, tmp_path
+):
+    """One gunicorn process of 4 threads, each taken by a slow client (header lines or body
+    bytes, a piece every 0.25 s) that reconnects whenever it is cut: every such connection is
+    answered 408 and closed by the server 2 s (VERIHOOK_CLIENT_TIMEOUT) after it opened, and a
+    /healthz and a signed delivery sent meanwhile are answered within the deadline plus a
+    margin. Without the deadline the four hold the threads for as long as they keep sending.
+    Then a connection that sends nothing is closed at the deadline too."""
+    env = {
+        "VERIHOOK_CLIENT_TIMEOUT": str(DEADLINE),
+        "VERIHOOK_WEB_WORKERS": "1",
+        "VERIHOOK_WEB_THREADS": str(THREADS),
+    }
+    with verihook_web(services, tmp_path, **env) as (port, log):
+        url = f"http://127.0.0.1:{port}"
+        stopping = threading.Event()
+        clients = [SlowClient(port, kind, stopping) for kind in ("head", "body") * (THREADS // 2)]
+        threads = [client.start() for client in clients]
+        attack_started = time.monotonic()
+        try:
+            time.sleep(0.5)  # every thread now reads from a slow client
+            body, headers = signed_delivery("while-slow")
+            answers: dict[str, tuple[httpx.Response | None, float]] = {}
+            calls = {
+                "healthz": lambda: httpx.get(f"{url}/healthz", timeout=10),
+                "delivery": lambda: httpx.post(
+                    f"{url}/webhooks/contiguity", content=body, headers=headers, timeout=10
+                ),
+            }
+            askers = [
+                threading.Thread(target=lambda n=name, c=call: answers.__setitem__(n, timed(c)))
+                for name, call in calls.items()
+            ]
+            for asker in askers:
+                asker.start()
+            for asker in askers:
+                asker.join(timeout=15)
+            # long enough for the reconnected clients to be cut a second time
+            time.sleep(max(0.0, attack_started + 2 * DEADLINE + 1.0 - time.monotonic()))
+        finally:
+            stopping.set()
+            for thread in threads:
+                thread.join(timeout=5)
+        # a connection that sends nothing at all is closed at the deadline too (gunicorn alone
+        # would keep it 5 s on a thread, then 5 s more in its poller)
+        silent = SlowClient(port, "silent", threading.Event(), again=False)
+        silent_thread = silent.start()
+        silent_thread.join(timeout=DEADLINE + 3)
+        silent.stopping.set()
+        silent_thread.join(timeout=5)
+        server_log = log.read_text()
+
+    for name, (answer, seconds) in answers.items():
+        assert answer is not None, f"{name}: not answered in 10 s (slow clients hold the threads)"
+        assert answer.status_code == 200, (name, answer.text)
+        assert seconds <= DEADLINE + 1.5, f"{name} took {seconds:.2f} s"
+    assert answers["delivery"][0].json()["status"] == "accepted"  # type: ignore[union-attr]
+    assert stored_events(engine) == 1
+
+    for client in clients:
+        cut = [c for c in client.connections if c.closed is not None]
+        assert len(cut) >= 2, (client.kind, client.connections)  # cut, reconnected, cut again
+        for connection in cut:
+            lifetime = connection.lifetime or 0.0
+            assert DEADLINE - 0.05 <= lifetime <= DEADLINE + 1.0, (client.kind, connection)
+            head, _, payload = connection.answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408 "), connection
+            assert json.loads(payload) == {"error": "request timeout"}
+    assert f"Request not received within {DEADLINE}s" in server_log
+    (connection,) = silent.connections
+    lifetime = connection.lifetime or math.inf
+    assert DEADLINE - 0.05 <= lifetime <= DEADLINE + 1.0 and connection.answer == b"", connection
