@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import select
 import shutil
 import socket
@@ -342,3 +343,104 @@ def test_a_slow_client_is_cut_off_at_the_deadline_while_others_are_answered(  # 
     (connection,) = silent.connections
     lifetime = connection.lifetime or math.inf
     assert DEADLINE - 0.05 <= lifetime <= DEADLINE + 1.0 and connection.answer == b"", connection
+
+
+# ---- with the shipped nginx in front -----------------------------------------------------
+
+SLOW_CLIENTS = 64
+SENDERS, DELIVERIES_EACH = 4, 40
+
+
+def padded(body: bytes, size: int) -> bytes:
+    """A JSON object padded with a filler field to exactly `size` bytes."""
+    payload = json.loads(body)
+    payload["filler"] = ""
+    payload["filler"] = "x" * (size - len(json.dumps(payload).encode()))
+    out = json.dumps(payload).encode()
+    assert len(out) == size
+    return out
+
+
+def test_the_shipped_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
+    nginx = nginx_binary()
+    main = render_nginx(tmp_path)  # the shipped ports; only the log and temp paths moved
+    checked = subprocess.run(
+        [nginx, "-t", "-c", str(main), "-p", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "test is successful" in checked.stderr
+
+
+def test_behind_the_shipped_nginx_slow_clients_do_not_delay_signed_deliveries(  # type: ignore[no-untyped-def]
+    services, engine, tmp_path
+):
+    """`verihook web` as configured by default (its own deadline, 10 s, plays no part in this
+    window) behind the shipped nginx: 64 connections trickle header lines and body bytes the
+    whole time, and 160 signed deliveries from 4 senders are all stored, p99 ≤ 1 s. On the way:
+    nginx keeps or sets X-Request-ID, takes a body of exactly 1 MiB and refuses one byte more
+    with verihook's own 413 answer."""
+    nginx_binary()
+    with verihook_web(services, tmp_path) as (upstream, _):
+        with nginx_in_front(tmp_path / "nginx", upstream) as port:
+            url = f"http://127.0.0.1:{port}"
+            with httpx.Client(base_url=url, timeout=10) as http:
+                body, headers = signed_delivery("at-the-limit")
+                body = padded(body, MIB)
+                headers["Contiguity-Signature"] = signing.contiguity_header(body)
+                at_limit = http.post("/webhooks/contiguity", content=body, headers=headers)
+                over = http.post("/webhooks/contiguity", content=body + b" ", headers=headers)
+                generated = http.get("/healthz").headers["X-Request-ID"]
+                kept = http.get("/healthz", headers={"X-Request-ID": "abc-123"})
+            assert at_limit.status_code == 200, at_limit.text
+            assert (over.status_code, over.json()) == (413, {"error": "body too large"})
+            assert re.fullmatch(r"[0-9a-f]{32}", generated), generated
+            assert kept.headers["X-Request-ID"] == "abc-123"
+
+            stopping = threading.Event()
+            slow = [
+                SlowClient(port, ("head", "body")[i % 2], stopping, again=False, interval=0.5)
+                for i in range(SLOW_CLIENTS)
+            ]
+            threads = [client.start() for client in slow]
+            attack_started = time.monotonic()
+            latencies: list[float] = []
+            failures: list[str] = []
+            try:
+                time.sleep(1.0)  # every slow client is connected and trickling
+
+                def send(sender: int) -> None:
+                    with httpx.Client(base_url=url, timeout=10) as http:
+                        for i in range(DELIVERIES_EACH):
+                            body, headers = signed_delivery(f"s{sender}-{i}")
+                            answer, seconds = timed(
+                                lambda b=body, h=headers: http.post(
+                                    "/webhooks/contiguity", content=b, headers=h
+                                )
+                            )
+                            latencies.append(seconds)
+                            if answer is None or answer.status_code != 200:
+                                failures.append(answer.text if answer is not None else "none")
+
+                senders = [threading.Thread(target=send, args=(n,)) for n in range(SENDERS)]
+                for sender in senders:
+                    sender.start()
+                for sender in senders:
+                    sender.join(timeout=60)
+                attack_seconds = time.monotonic() - attack_started
+                still_open = [c.kind for c in slow if c.connections[-1].closed is None]
+            finally:
+                stopping.set()
+                for thread in threads:
+                    thread.join(timeout=5)
+
+    assert not failures, failures[:5]
+    assert len(latencies) == SENDERS * DELIVERIES_EACH
+    p99 = sorted(latencies)[math.ceil(0.99 * len(latencies)) - 1]
+    assert p99 <= 1.0, f"p99 {p99:.3f} s"
+    # the slow clients were there all along (nginx ends a request head after 10 s)
+    assert still_open.count("body") == SLOW_CLIENTS // 2
+    assert attack_seconds >= 10 or still_open.count("head") == SLOW_CLIENTS // 2
+    assert stored_events(engine) == SENDERS * DELIVERIES_EACH + 1
