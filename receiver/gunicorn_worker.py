@@ -97,11 +97,13 @@ def read_body_now(req: Any, sock: socket.socket, cap: int) -> bool:
     that the app reads it from memory; True when that is the whole body the app will read. A
     body declared longer than `cap` is left unread (False): the app refuses it (413) unread."""
     length = declared_length(req)
+    expects_continue = getattr(req, "_expected_100_continue", False)
+    if expects_continue:
+        req._expected_100_continue = False  # not again in gunicorn's wsgi.create
     if length is not None and length > cap:
-        return False
-    if getattr(req, "_expected_100_continue", False):  # the client waits for this to send
+        return False  # and no invitation to send a body that will not be read
+    if expects_continue:  # the client waits for this before it sends its body
         sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        req._expected_100_continue = False  # else gunicorn sends it again in wsgi.create
     req.body = Body(_Prefetched(req.body.read(cap), req.body))
     return True
 

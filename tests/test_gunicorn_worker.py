@@ -108,11 +108,17 @@ def test_a_chunked_body_over_the_cap_keeps_its_rest_for_the_app_to_refuse(pair) 
 
 def test_a_body_declared_over_the_cap_is_left_unread(pair) -> None:  # type: ignore[no-untyped-def]
     server, client = pair
-    client.sendall(b"POST /w HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+    client.sendall(
+        b"POST /w HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
+    )
     req = request(server, deadline=time.monotonic() + 1)
     started = time.monotonic()
     assert read_body_now(req, server, cap=1025) is False  # no wait for a body the app refuses
     assert time.monotonic() - started < 0.1
+    assert req._expected_100_continue is False  # nor an invitation to send it
+    client.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        client.recv(100)
 
 
 def test_expect_100_continue_is_answered_before_the_body_is_read(pair) -> None:  # type: ignore[no-untyped-def]
