@@ -11,7 +11,10 @@ its whole body (up to the body limit) must arrive within `VERIHOOK_CLIENT_TIMEOU
 body drain does), and the body is read into memory before the app is called, so the app never
 waits for a client. A client that misses the deadline is answered 408 and disconnected. A new
 connection that has sent nothing yet holds a thread for at most gunicorn's first-byte wait or
-the deadline, whichever is shorter; it then waits in the poller, without a thread.
+the deadline, whichever is shorter; it then waits in the poller, without a thread. And a
+connection being closed (after a `Connection: close` answer or a refusal) is finished at once on
+its thread, not lingered over on the main thread, which would let clients that keep their
+socket open stall the whole process 2 s each (`finish_now`).
 
 **Errors in JSON.** Some requests never reach the app: gunicorn refuses them while parsing (a
 header over `limit_request_field_size` → 431, a request line over `limit_request_line` → 414, a
@@ -128,6 +131,26 @@ def hang_up(sock: socket.socket) -> None:
         pass
 
 
+def finish_now(sock: socket.socket, max_drain: int = 65536) -> None:
+    """Close a connection's way out without waiting: FIN after the answer, read what the client
+    has already sent (so that closing sends no reset over the answer), then stop reading.
+
+    gunicorn's graceful close does the same but waits up to 2 s for the client to finish, on
+    the worker's main thread, which accepts every connection: clients that keep their socket
+    open after an answer (or a refusal) would stall the whole process 2 s each."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        drained = 0
+        while drained < max_drain:
+            data = sock.recv(65536, socket.MSG_DONTWAIT)
+            if not data:
+                break
+            drained += len(data)
+    except OSError:  # nothing more to read now (EAGAIN), or the client is gone
+        pass
+    hang_up(sock)
+
+
 class _Captured:
     """A stand-in socket that keeps what gunicorn would have written."""
 
@@ -217,7 +240,10 @@ class DeadlineThreadWorker(JsonErrorThreadWorker):
                 self.log.debug("Closing a connection that sent nothing in %ss", self.client_timeout)
                 hang_up(conn.sock)
                 return False
-        return super().handle(conn)
+        keepalive = super().handle(conn)
+        if keepalive is False:  # gunicorn closes it next, on the main thread: make that quick
+            finish_now(conn.sock)
+        return keepalive
 
     def handle_request(self, req: Any, conn: Any) -> bool:
         """Read the body under the deadline, lift the deadline, then run the app."""

@@ -17,6 +17,7 @@ from receiver.gunicorn_worker import (
     ClientTimedOut,
     DeadlineThreadWorker,
     DeadlineUnreader,
+    finish_now,
     read_body_now,
 )
 from receiver.settings import Settings
@@ -140,6 +141,19 @@ def test_expect_100_continue_is_answered_before_the_body_is_read(pair) -> None: 
     thread.join(timeout=3)
     assert req.body.read() == b"body"
     assert req._expected_100_continue is False  # gunicorn does not send a second one
+
+
+def test_finish_now_sends_the_answer_and_an_end_without_waiting_for_the_client(pair) -> None:  # type: ignore[no-untyped-def]
+    server, client = pair
+    client.sendall(b"more than was read")  # what the client sent on: drained, not reset over
+    server.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+    started = time.monotonic()
+    finish_now(server)  # the client keeps its end open and says nothing
+    assert time.monotonic() - started < 0.1
+    client.settimeout(1)
+    assert client.recv(100) == b"HTTP/1.1 200 OK\r\n\r\n"
+    assert client.recv(100) == b""  # the end of the answer
+    finish_now(server)  # twice is harmless (gunicorn closes it afterwards)
 
 
 def test_the_gthread_internals_the_worker_builds_on_are_there(pair) -> None:  # type: ignore[no-untyped-def]

@@ -345,6 +345,56 @@ def test_a_slow_client_is_cut_off_at_the_deadline_while_others_are_answered(  # 
     assert DEADLINE - 0.05 <= lifetime <= DEADLINE + 1.0 and connection.answer == b"", connection
 
 
+def linger(port: int, opening: bytes, piece: bytes, stopping: threading.Event) -> None:
+    """A client that sends `opening`, then ignores the answer and keeps its socket open for
+    2.5 s (sending `piece` every 0.2 s, if any), then does it again, until `stopping`."""
+    while not stopping.is_set():
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            try:
+                conn.sendall(opening)
+                until = time.monotonic() + 2.5
+                while time.monotonic() < until and not stopping.is_set():
+                    time.sleep(0.2)
+                    if piece:
+                        conn.sendall(piece)
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the store plays no part
+def test_clients_that_keep_their_socket_open_after_the_answer_do_not_stall_the_server(  # type: ignore[no-untyped-def]
+    services, tmp_path
+):
+    """gunicorn closes a connection gracefully on the worker's main thread (the one that accepts
+    every connection), waiting up to 2 s for the client to finish. Eight clients that get an
+    answer or a refusal and keep their socket open (silent, or still sending) used to stall the
+    whole process 2 s each, over and over: /healthz went unanswered. Now it is answered within
+    a second, every time."""
+    refused = (b"NOT HTTP AT ALL\r\n\r\n", b"x")  # 400, and keeps sending
+    answered = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"")
+    stopping = threading.Event()
+    with verihook_web(services, tmp_path, VERIHOOK_WEB_WORKERS="1") as (port, _):
+        attackers = [
+            threading.Thread(target=linger, args=(port, *kind, stopping), daemon=True)
+            for kind in (refused, answered) * 4
+        ]
+        for attacker in attackers:
+            attacker.start()
+        try:
+            time.sleep(1.0)
+            answers = [
+                timed(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5))
+                for _ in range(5)
+            ]
+        finally:
+            stopping.set()
+            for attacker in attackers:
+                attacker.join(timeout=5)
+    for answer, seconds in answers:
+        assert answer is not None and answer.status_code == 200, answers
+        assert seconds < 1.0, answers
+
+
 # ---- with the shipped nginx in front -----------------------------------------------------
 
 SLOW_CLIENTS = 64
