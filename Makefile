@@ -21,12 +21,14 @@ run: venv
 	$(VENV)/bin/verihook up
 
 ## test: the whole suite on SQLite and PostgreSQL with a real Redis (and promtool for the alert
-## rules: .ci/install-promtool installs Debian's prometheus package when run as root), shared
+## rules: .ci/install-promtool installs Debian's prometheus package when run as root; nginx for
+## the slow-client tests: .ci/install-nginx, Debian's nginx package, likewise), shared
 ## out over TEST_WORKERS pytest-xdist workers (default: one per CPU; each has its own database
 ## and redis-server; TEST_WORKERS=0: one process). The process-stack modules (PROCESS_MODULES in
 ## tests/conftest.py) run on one worker, one at a time. About 4 minutes on 2 CPUs.
 test: venv
 	.ci/install-promtool || echo "promtool is not installed: the alert-rule tests skip"
+	.ci/install-nginx || echo "nginx is not installed: the slow-client tests behind nginx skip"
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## check: the fast loop, well under a minute: ruff, then the tests marked `unit` (pure core and

@@ -5,7 +5,9 @@ gunicorn's access log is off: the app logs each request itself with secret path 
 (`/webhooks/idvapi/<token>`) redacted and without query strings. Metrics from every worker are
 aggregated through PROMETHEUS_MULTIPROC_DIR (default `var/prometheus`, emptied at start).
 
-Worker class: gthread (receiver/gunicorn_worker.py: gunicorn's own 400/414/431 answers in JSON).
+Worker class: gthread (receiver/gunicorn_worker.py): a client must send each request's head and
+body within VERIHOOK_CLIENT_TIMEOUT (default 10 s) or is answered 408 and disconnected, so slow
+clients cannot hold the threads; gunicorn's own 400/414/431 answers are in JSON.
 Deliveries arriving together on one process share one database commit
 (receiver/group_commit.py), which needs several requests in flight per process: with the sync
 class a process holds one request at a time, so every delivery pays a commit of its own. The app
@@ -32,7 +34,7 @@ _sqlite = os.environ.get("VERIHOOK_DATABASE_URL", "sqlite:").startswith("sqlite:
 _cpus = multiprocessing.cpu_count()
 _default_workers = min(2, _cpus) if _sqlite else _cpus
 workers = int(os.environ.get("VERIHOOK_WEB_WORKERS", _default_workers))
-worker_class = "receiver.gunicorn_worker.JsonErrorThreadWorker"  # gthread; its own errors in JSON
+worker_class = "receiver.gunicorn_worker.DeadlineThreadWorker"  # gthread + client deadline
 threads = int(os.environ.get("VERIHOOK_WEB_THREADS", "8" if _sqlite else "4"))
 timeout = 8
 graceful_timeout = 8

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     queue_name: str = "verihook"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    client_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's head and body to `verihook web` (slow clients
+    are answered 408 and disconnected; receiver/gunicorn_worker.py)."""
     log_level: str = "INFO"
     log_deliveries_per_second: int = Field(default=100, ge=0)
     apply_batch_size: int = Field(default=200, gt=0)

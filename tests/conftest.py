@@ -62,6 +62,7 @@ PROCESS_MODULES = frozenset(
         "test_observability.py",
         "test_process_chaos.py",
         "test_readiness_by_role.py",
+        "test_slow_clients.py",
         "test_time_budget.py",
         "test_up.py",
         "test_worker_processes.py",

@@ -247,9 +247,19 @@ def web_deployment() -> dict[str, Any]:
     return web
 
 
+def verihook_web_container() -> dict[str, Any]:
+    """The web pods' container that runs `verihook web` (beside it: the nginx sidecar)."""
+    (container,) = [
+        c
+        for c in web_deployment()["spec"]["template"]["spec"]["containers"]
+        if "verihook" in c["image"]
+    ]
+    return container
+
+
 def test_web_probes_hit_readyz_and_healthz_on_the_served_port() -> None:
     web = web_deployment()
-    (container,) = web["spec"]["template"]["spec"]["containers"]
+    container = verihook_web_container()
     (port,) = container["ports"]
     bind = container["args"][container["args"].index("--bind") + 1]
     assert int(bind.rsplit(":", 1)[1]) == port["containerPort"]
@@ -313,12 +323,19 @@ def test_selectors_pick_the_right_pods() -> None:
 
 def test_pods_read_the_configmap_and_secret_that_exist() -> None:
     names = {(o["kind"], o["metadata"]["name"]) for o in k8s_objects() if "metadata" in o}
+    config_maps = {o["metadata"]["name"]: o for o in k8s_objects("ConfigMap")}
     for workload, spec in pod_specs():
         for container in spec["containers"]:
+            if "verihook" not in container["image"]:
+                continue
             for source in container["envFrom"]:
                 ((kind, ref),) = source.items()
                 wanted = "ConfigMap" if kind == "configMapRef" else "Secret"
                 assert (wanted, ref["name"]) in names, workload
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                data = config_maps[volume["configMap"]["name"]]["data"]
+                assert {i["key"] for i in volume["configMap"].get("items", [])} <= set(data)
 
 
 def test_the_secret_template_holds_only_placeholders() -> None:
@@ -370,9 +387,143 @@ def test_compose_runs_migrations_once_before_everything_else() -> None:
                 "condition": "service_completed_successfully"
             }, name
     assert services["worker"]["deploy"]["replicas"] == 2
-    assert "8000:8000" in services["web"]["ports"]
     simulators = [s for s in services.values() if "simulate" in s.get("command", [])]
     assert len(simulators) == 5 and all(s["profiles"] == ["simulators"] for s in simulators)
+    # they reach the receiver at 127.0.0.1:8000 in its network namespace
+    assert all(s["network_mode"] == services["web"]["network_mode"] for s in simulators)
+
+
+# ---- the buffering proxy (deploy/nginx/verihook.conf) ------------------------------------
+
+NGINX = DEPLOY / "nginx" / "verihook.conf"
+
+
+def nginx_directives(block: str | None = None) -> dict[str, list[str]]:
+    """`name → arguments` of the one-line directives of deploy/nginx/verihook.conf (comments
+    dropped), in the `upstream`/`server`/`location /` block named, or in all of them."""
+    text = re.sub(r"#[^\n]*", "", NGINX.read_text())
+    if block is not None:
+        start = text.index(block + " {")
+        depth, end = 0, start
+        for end in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0 and text[end] == "}":
+                break
+        text = text[start + len(block) + 2 : end]
+    found = re.findall(r"^\s*([a-z_]+)\s+([^;{}\n]*);", text, flags=re.MULTILINE)
+    return {name: shlex.split(arguments) for name, arguments in found}
+
+
+def nginx_upstream() -> tuple[str, int]:
+    """Where the proxy sends requests: (host, port) of the upstream's one server."""
+    host, port = nginx_directives("upstream verihook_web")["server"][0].rsplit(":", 1)
+    return host, int(port)
+
+
+def nginx_listen_port() -> int:
+    return int(nginx_directives("server")["listen"][0])
+
+
+def seconds(value: str) -> float:
+    """An nginx time ("10s", "1m") in seconds."""
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m)?", value).groups()  # type: ignore[union-attr]
+    return int(number) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[unit]
+
+
+def gunicorn_setting(name: str) -> int:
+    """A plain number set in receiver/gunicorn_conf.py (read, not imported: it has effects)."""
+    text = (ROOT / "receiver" / "gunicorn_conf.py").read_text()
+    return int(re.search(rf"^{name} = (\d+)$", text, flags=re.MULTILINE).group(1))  # type: ignore[union-attr]
+
+
+def test_nginx_buffers_whole_requests_within_verihooks_limits() -> None:
+    server = nginx_directives("server")
+    location = nginx_directives("location /")
+    limits = Settings()
+    assert location["proxy_request_buffering"] == ["on"]
+    assert location["proxy_buffering"] == ["on"]
+    assert location["proxy_pass"] == ["http://verihook_web"]
+    # the same body limit as verihook's default, and bodies up to it kept in memory
+    size = {"k": 1024, "m": 1024 * 1024}
+    for name in ("client_max_body_size", "client_body_buffer_size"):
+        number, unit = re.fullmatch(r"(\d+)([km])", server[name][0]).groups()  # type: ignore[union-attr]
+        assert int(number) * size[unit] == limits.max_body_bytes, name
+    # slow clients are cut no later than verihook itself would cut them
+    for name in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        assert 0 < seconds(server[name][0]) <= limits.client_timeout, name
+    assert server["reset_timedout_connection"] == ["on"]
+    # an idle upstream connection is dropped by nginx before gunicorn drops it
+    upstream = nginx_directives("upstream verihook_web")
+    assert seconds(upstream["keepalive_timeout"][0]) < gunicorn_setting("keepalive")
+    assert location["proxy_http_version"] == ["1.1"] and location["proxy_set_header"]
+
+
+def test_nginx_passes_request_id_and_forwarded_headers() -> None:
+    text = re.sub(r"#[^\n]*", "", NGINX.read_text())
+    headers = dict(re.findall(r"proxy_set_header\s+(\S+)\s+([^;]+);", text))
+    assert headers["X-Request-ID"] == "$verihook_request_id"
+    assert re.search(r"map \$http_x_request_id \$verihook_request_id \{", text)
+    assert headers["X-Forwarded-For"] == "$proxy_add_x_forwarded_for"
+    assert headers["X-Forwarded-Proto"] == "$scheme"
+    assert headers["Host"] == "$host"
+    # its access log leaves out the idvapi path token and query strings, as verihook's does
+    assert nginx_directives("server")["access_log"][1] == "verihook"
+    log_format = text[text.index("log_format verihook") : text.index("upstream verihook_web")]
+    assert "$verihook_logged_path" in log_format
+    assert not re.search(r"\$(uri|request_uri|request|args|query_string)\b", log_format)
+
+
+def test_the_k8s_nginx_configmap_holds_the_shipped_file() -> None:
+    maps = {c["metadata"]["name"]: c for c in k8s_objects("ConfigMap")}
+    config_map = maps["verihook-nginx"]
+    assert config_map["data"]["verihook.conf"] == NGINX.read_text(), (
+        "deploy/k8s/nginx-configmap.yaml is not a copy of deploy/nginx/verihook.conf"
+    )
+    assert "nginx-configmap.yaml" in k8s_objects("Kustomization")[0]["resources"]
+
+
+def test_k8s_web_pods_put_the_nginx_sidecar_in_front() -> None:
+    spec = web_deployment()["spec"]["template"]["spec"]
+    (proxy,) = [c for c in spec["containers"] if "nginx" in c["image"]]
+    (port,) = proxy["ports"]
+    assert port["containerPort"] == nginx_listen_port()
+    (service,) = k8s_objects("Service")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [port["name"]]
+    assert proxy["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    args = verihook_web_container()["args"]
+    host, upstream_port = nginx_upstream()
+    assert host == "127.0.0.1"  # the pod's loopback, which the sidecar shares
+    assert args[args.index("--bind") + 1] == f"0.0.0.0:{upstream_port}"
+    mounts = {m["name"]: m["mountPath"] for m in proxy["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert mounts["nginx-conf"] == "/etc/nginx/conf.d"
+    assert volumes["nginx-conf"]["configMap"]["name"] == "verihook-nginx"
+    assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
+    assert volumes[next(n for n, path in mounts.items() if path == "/tmp")]["emptyDir"]
+
+
+def test_compose_puts_the_proxy_in_front_of_the_receiver() -> None:
+    services = compose_services()
+    proxy, web = services["proxy"], services["web"]
+    source, target, *_ = proxy["volumes"][0].split(":")
+    assert (DEPLOY / source).resolve() == NGINX and target.startswith("/etc/nginx/conf.d/")
+    assert proxy["ports"] == [f"8000:{nginx_listen_port()}"]
+    # the receiver is in the proxy's network namespace, on the upstream address, unpublished
+    assert web["network_mode"] == "service:proxy" and "ports" not in web
+    assert web["command"][web["command"].index("--bind") + 1] == "{}:{}".format(*nginx_upstream())
+    assert proxy["read_only"] is True
+
+
+def test_systemd_web_serves_the_upstream_and_the_target_wants_nginx() -> None:
+    argv = shlex.split(read_unit(SYSTEMD / "verihook-web.service")["Service"]["ExecStart"])
+    assert argv[argv.index("--bind") + 1] == "{}:{}".format(*nginx_upstream())
+    assert "nginx.service" in read_unit(SYSTEMD / "verihook.target")["Unit"]["Wants"].split()
+
+
+def test_the_deploy_doc_explains_the_proxy() -> None:
+    text = (ROOT / "docs" / "DEPLOY.md").read_text()
+    assert "### The buffering proxy" in text and "slow-loris" in text
+    assert "deploy/nginx/verihook.conf" in text and "VERIHOOK_CLIENT_TIMEOUT" in text
 
 
 # ---- configuration names and placeholders --------------------------------------------------
