@@ -5,8 +5,9 @@ parameters, so the redirect (`/callbacks/nevis`) authenticates nothing and is on
 that names a session (`?sessionId=…`, ASSUMED) makes that session due for
 `GET …/idverification/sessions/{id}` if the backend registered it, and never creates one; one
 that names none makes the recently started sessions due early (coalesced per minute). The
-browser always goes on to the return URL. ASSUMED (docs/PROVIDERS.md): the final statuses are
-`verified`/`failed`, and `updatedAt` dates the status.
+browser always goes on to the return URL. The statuses `pending`, `in_progress`, `verified` and
+`failed` are documented; ASSUMED (docs/PROVIDERS.md): the answer's shape, and that `updatedAt`
+dates the status.
 """
 
 from __future__ import annotations
