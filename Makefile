@@ -2,16 +2,20 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+LOCK := requirements/dev.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 
-.PHONY: venv run test check lint fuzz bench chaos demo clean
+.PHONY: venv lock run test check lint fuzz bench chaos demo clean
 CHAOS_DELIVERIES ?= 3000
 TEST_WORKERS ?= auto
 
-$(STAMP): pyproject.toml
+## venv: .venv with exactly the versions of requirements/dev.lock (hash-checked), then verihook
+## itself, editable. The ranges in pyproject.toml stay for people who embed verihook.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 venv: $(STAMP)
@@ -68,6 +72,15 @@ bench: venv
 	$(PY) -m bench.import_memory
 	$(PY) -m bench.cli_startup
 	$(PY) -m bench.report
+
+## lock: refresh the lock files from pyproject.toml (uv; keeps the pinned versions that still
+## fit, `make lock UPGRADE=1` moves every pin to the newest release), then run `make test`
+lock: venv
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+		$(if $(UPGRADE),--upgrade) -q -o requirements/dev.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes \
+		$(if $(UPGRADE),--upgrade) -q -o requirements/prod.lock
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -680,3 +680,46 @@ def test_every_benchmark_the_docs_cite_exists_and_has_results() -> None:
         if module in READS_RESULTS:
             continue
         assert list((ROOT / "bench" / "results").glob(f"{module.split('_')[0]}*.json")), module
+
+
+def locked_names(path: Path) -> dict[str, str]:
+    """name → pinned version of a uv-compiled lock file."""
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==([^\s\\]+)", path.read_text(), re.MULTILINE)
+    return {canonical(name): version for name, version in pins}
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_names(specs: list[str]) -> set[str]:
+    return {canonical(re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0]) for spec in specs}
+
+
+@pytest.mark.parametrize(
+    ("lock", "extras"), [("requirements/prod.lock", ()), ("requirements/dev.lock", ("dev",))]
+)
+def test_lock_files_pin_every_dependency_with_hashes(lock: str, extras: tuple[str, ...]) -> None:
+    """make venv, .ci/run and the Dockerfile install these exact versions: a dependency added to
+    pyproject.toml without `make lock` would go unpinned (or fail to install)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = requirement_names(project["dependencies"])
+    for extra in extras:
+        wanted |= requirement_names(project["optional-dependencies"][extra])
+    path = ROOT / lock
+    pinned = locked_names(path)
+    assert wanted - set(pinned) == set(), f"run `make lock`: {lock} misses them"
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", path.read_text())
+    assert all("--hash=sha256:" in block for block in blocks if "==" in block)
+    if lock.endswith("dev.lock"):  # the two agree where they overlap
+        prod = locked_names(ROOT / "requirements/prod.lock")
+        assert {n: v for n, v in pinned.items() if n in prod} == prod
+
+
+def test_every_install_uses_the_lock_files() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r $(LOCK)" in makefile and "LOCK := requirements/dev.lock" in makefile
+    assert "--require-hashes -r requirements/prod.lock" in (DEPLOY / "Dockerfile").read_text()
+    assert "make test" in (ROOT / ".ci/run").read_text()  # which installs through `make venv`
