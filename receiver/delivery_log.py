@@ -29,7 +29,8 @@ class DeliveryLog:
         self._left_out: Counter[str] = Counter()
 
     def delivery(self, request: tuple[str, str, int, float], fields: dict[str, object]) -> None:
-        """Log one delivery: `request` is (method, redacted path, status, milliseconds), `fields`
+        """Log one delivery: `request` is (method, route template, status, milliseconds) from
+        `receiver.requests.access_line`, `fields`
         the delivery's provider, outcome, event_id and perhaps reason."""
         if not log.isEnabledFor(logging.INFO):
             return

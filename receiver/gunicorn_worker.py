@@ -5,13 +5,17 @@ Some requests never reach the app: gunicorn refuses them while parsing (a header
 request → 400, too many headers → 431). gunicorn answers those with a small HTML page written by
 its worker's `handle_error`. `JsonErrorThreadWorker` is the gthread worker with that page replaced
 by `{"error": "<reason, lower case>"}`: gunicorn still chooses the status, logs the refusal and
-closes the connection; only the body changes. Nothing from the request is echoed.
+closes the connection; only the body changes. Nothing from the request is echoed, nor logged:
+gunicorn's log line of a refusal quotes the offending request line or header ("Invalid HTTP
+request line: 'POST /webhooks/idvapi/<token> …'"), and of an application error the URI, either of
+which may carry idvapi's token or a user ref; here the line names the kind of refusal only.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from functools import cache
 from typing import Any
 
 from gunicorn import util
@@ -45,13 +49,31 @@ def json_error(status: int, reason: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+@cache
+def _quiet_class(kind: type[BaseException]) -> type[BaseException]:
+    """A subclass of `kind` (so gunicorn's isinstance checks choose the same status) whose text
+    is its kind's name, not the request text gunicorn's exceptions quote."""
+    return type(kind.__name__, (kind,), {"__str__": lambda self: f"{kind.__name__} (not shown)"})
+
+
+def quiet(exc: BaseException) -> BaseException:
+    """`exc` as a `_quiet_class` instance with the same attributes, and no args (its repr
+    would show them)."""
+    copy = BaseException.__new__(_quiet_class(type(exc)))
+    copy.__dict__.update(exc.__dict__)
+    return copy.with_traceback(exc.__traceback__)
+
+
 class JsonErrorThreadWorker(ThreadWorker):
     """gunicorn's gthread worker, answering its own refusals (400, 414, 431, …) in JSON."""
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        """Let gunicorn choose the status (and log), then send it as JSON instead of HTML."""
+        """Let gunicorn choose the status and log the refusal, without the request (see the
+        module docstring: no request, so no URI; a quiet exception, so no request line), then
+        send the answer as JSON instead of HTML. (Without a request gunicorn writes no access
+        line for it either; its access log is off.)"""
         captured = _Captured()
-        super().handle_error(req, captured, addr, exc)
+        super().handle_error(None, captured, addr, quiet(exc))
         found = STATUS_LINE.match(captured.data)
         if found is None:
             return

@@ -1,4 +1,14 @@
-"""Per-request plumbing: a request id for logs and answers, and a redacted access log."""
+"""Per-request plumbing: a request id for logs and answers, and an access log that carries no
+secret and no personal reference.
+
+The access log never writes the path a client sent: it writes the template of the route that
+matched (`/webhooks/<name>/<segment>`, `/api/v1/users/<user_ref>`), so neither the idvapi URL
+token nor a user ref can reach a log line however the URL is spelled. A path that matched no
+route (404, 405, werkzeug's 308 to a path with `//` merged) is logged as its longest leading run
+of segments that are fixed parts of the app's own routes, then `<unmatched>`
+(`/webhooks/<unmatched>`). The query string is never logged. The inbound front of
+receiver/webhooks.py logs its lines by the same rule (`access_line`).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +29,8 @@ log = logging.getLogger("verihook.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """What an incoming X-Request-ID may look like to be reused (anything else is replaced)."""
 
-SECRET_PATH = re.compile(r"^(/webhooks/idvapi/)[^/]+")
-"""Paths that carry a secret segment, redacted in the access log."""
+UNMATCHED = "<unmatched>"
+"""What the access log shows for the part of a path that matched no route."""
 
 
 CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("verihook_request_id", default=None)
@@ -59,9 +69,50 @@ def has_control_characters(value: str) -> bool:
     return CONTROL.search(value) is not None
 
 
-def redacted_path(path: str) -> str:
-    """The request path with secret segments replaced (no query string ever)."""
-    return SECRET_PATH.sub(r"\1<redacted>", path)
+def fixed_prefixes(rules: Iterable[str]) -> set[tuple[str, ...]]:
+    """Every leading run of fixed segments of the route templates `rules` (`/api/v1/users/<ref>`
+    gives (), ("api",), ("api", "v1") and ("api", "v1", "users")): text the app itself wrote."""
+    found: set[tuple[str, ...]] = {()}
+    for rule in rules:
+        segments = rule.split("/")[1:]
+        for index, segment in enumerate(segments):
+            if "<" in segment:
+                break
+            found.add(tuple(segments[: index + 1]))
+    return found
+
+
+def unmatched_path(path: str, prefixes: set[tuple[str, ...]]) -> str:
+    """A path no route matched, as the access log shows it: its longest leading run of segments
+    among `prefixes` (fixed parts of the app's routes), then `<unmatched>` for the rest."""
+    segments = path.split("/")[1:]
+    kept = 0
+    while kept < len(segments) and tuple(segments[: kept + 1]) in prefixes:
+        kept += 1
+    shown = "/" + "/".join(segments[:kept])
+    if kept == len(segments):
+        return shown
+    return shown.rstrip("/") + "/" + UNMATCHED
+
+
+def access_line(
+    method: str, route: str, status: int, elapsed_ms: float
+) -> tuple[str, str, int, float]:
+    """The fields of an access log line: `route` is a route template or an `unmatched_path`,
+    never the path as sent; the method only when it is one the app could route."""
+    return (method if method in LOGGED_METHODS else "OTHER", route, status, elapsed_ms)
+
+
+LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods written as sent; any other word (a client chooses it) is logged as OTHER."""
+
+
+def flask_route(app: Flask) -> str:
+    """The access log's path of the current Flask request (see the module docstring)."""
+    rule = request.url_rule
+    if rule is not None:
+        return rule.rule
+    return unmatched_path(request.path, fixed_prefixes(r.rule for r in app.url_map.iter_rules()))
 
 
 def init_app(app: Flask) -> None:
@@ -89,7 +140,7 @@ def init_app(app: Flask) -> None:
         if delivery is None and not log.isEnabledFor(logging.INFO):
             return response
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        line = (request.method, redacted_path(request.path), response.status_code, elapsed_ms)
+        line = access_line(request.method, flask_route(app), response.status_code, elapsed_ms)
         if delivery is not None:  # one line per delivery, sampled under load
             get_services().delivery_log.delivery(line, delivery)
         else:
