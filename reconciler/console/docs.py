@@ -78,7 +78,7 @@ class ConsoleSignInQuery(BaseModel):
     """The sign-in form's arguments."""
 
     next: Text = absent("the console page to open after signing in")
-    ended: Text = absent("1: the session ended (token revoked)")
+    ended: Text = absent("1: the session ended (signed out, expired, or token revoked)")
     signed_out: Text = absent("1 right after signing out")
 
 
