@@ -21,7 +21,10 @@ from contextvars import ContextVar
 
 from flask import Flask, g, jsonify, request
 from flask.wrappers import Response
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import BaseConverter
 
+from receiver.inputs import REF_RULE, is_ref
 from receiver.services import get_services
 
 log = logging.getLogger("verihook.access")
@@ -115,8 +118,33 @@ def flask_route(app: Flask) -> str:
     return unmatched_path(request.path, fixed_prefixes(r.rule for r in app.url_map.iter_rules()))
 
 
+class RefRefused(BadRequest):
+    """A path parameter that is not a ref (receiver/inputs.py): answered 400."""
+
+    description = f"a user ref or session id in the path must be {REF_RULE}"
+
+
+class RefConverter(BaseConverter):
+    """`<ref:user_ref>`: a path segment holding a user ref or session id, by the one rule of
+    receiver/inputs.py (a segment that breaks it is a 400, not a look-up)."""
+
+    def to_python(self, value: str) -> str:
+        """The segment, or RefRefused."""
+        if not is_ref(value):
+            raise RefRefused()
+        return value
+
+
+def refused_ref(exc: RefRefused) -> tuple[Response, int]:
+    """400 naming the rule a path parameter broke."""
+    return jsonify({"error": exc.description}), 400
+
+
 def init_app(app: Flask) -> None:
-    """Assign request ids, echo them in `X-Request-ID`, and log each request without secrets."""
+    """Assign request ids, echo them in `X-Request-ID`, and log each request without secrets;
+    add the `ref` URL converter (register routes that use it after this)."""
+    app.url_map.converters["ref"] = RefConverter
+    app.register_error_handler(RefRefused, refused_ref)
 
     @app.before_request
     def assign_request_id():  # type: ignore[no-untyped-def]

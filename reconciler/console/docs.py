@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 from spectree import Response
 
+from receiver.inputs import MAX_REF_LENGTH
 from reconciler.api.schemas.common import absent
 from reconciler.api.spec import answers, spec
 from reconciler.audit import queries as aq
-from reconciler.event_queries import MAX_REF_LENGTH
 
 MAX_TEXT = 200
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
