@@ -110,11 +110,15 @@ LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 """Methods written as sent; any other word (a client chooses it) is logged as OTHER."""
 
 
+CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
+"""A rule's variable with its converter (`<ref:user_ref>`), logged by its name (`<user_ref>`)."""
+
+
 def flask_route(app: Flask) -> str:
     """The access log's path of the current Flask request (see the module docstring)."""
     rule = request.url_rule
     if rule is not None:
-        return rule.rule
+        return CONVERTER.sub(r"<\1>", rule.rule)
     return unmatched_path(request.path, fixed_prefixes(r.rule for r in app.url_map.iter_rules()))
 
 
