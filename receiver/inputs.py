@@ -26,6 +26,9 @@ UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 `"\\ud800"`), but PostgreSQL text refuses NUL and UTF-8 cannot encode a surrogate, so a value
 holding one must never reach a database column."""
 
+SURROGATE = re.compile(r"[\ud800-\udfff]")
+"""A lone surrogate: JSON can carry one (`"\\ud800"`), UTF-8 cannot encode it."""
+
 _REF_CHAR = "[^\\u0000-\\u001f\\u007f-\\u009f]"
 REF_PATTERN = f"^{_REF_CHAR}*[^\\s\\u0000-\\u001f\\u007f-\\u009f]{_REF_CHAR}*$"
 """The ref rule as a regular expression (JSON Schema, pydantic): no control characters, one
@@ -61,9 +64,9 @@ def too_deep(value: Any) -> bool:
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, level = pending.pop()
-        children: Any = item.values() if isinstance(item, dict) else item
         if not isinstance(item, (dict, list)):
             continue  # a scalar at the top
+        children: Any = item.values() if isinstance(item, dict) else item
         if level == MAX_JSON_DEPTH and children:
             return True  # its children would sit one level too deep
         pending.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
@@ -119,6 +122,3 @@ def _holds_surrogate(value: Any) -> bool:
         elif isinstance(item, list):
             pending.extend(item)
     return False
-
-
-SURROGATE = re.compile(r"[\ud800-\udfff]")

@@ -119,7 +119,15 @@ def flask_route(app: Flask) -> str:
     rule = request.url_rule
     if rule is not None:
         return CONVERTER.sub(r"<\1>", rule.rule)
-    return unmatched_path(request.path, fixed_prefixes(r.rule for r in app.url_map.iter_rules()))
+    prefixes = app.extensions.get(PREFIXES_KEY)
+    if prefixes is None:  # once: Flask takes no new routes after the first request
+        prefixes = fixed_prefixes(r.rule for r in app.url_map.iter_rules())
+        app.extensions[PREFIXES_KEY] = prefixes
+    return unmatched_path(request.path, prefixes)
+
+
+PREFIXES_KEY = "verihook.route_prefixes"
+"""app.extensions key of the app's `fixed_prefixes`."""
 
 
 class RefRefused(BadRequest):
