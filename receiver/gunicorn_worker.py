@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
 from typing import Any
 
 from gunicorn import util
@@ -49,11 +48,16 @@ def json_error(status: int, reason: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-@cache
+_QUIET: dict[type[BaseException], type[BaseException]] = {}
+
+
 def _quiet_class(kind: type[BaseException]) -> type[BaseException]:
     """A subclass of `kind` (so gunicorn's isinstance checks choose the same status) whose text
-    is its kind's name, not the request text gunicorn's exceptions quote."""
-    return type(kind.__name__, (kind,), {"__str__": lambda self: f"{kind.__name__} (not shown)"})
+    is its kind's name, not the request text gunicorn's exceptions quote (made once per kind)."""
+    if kind not in _QUIET:
+        text = f"{kind.__name__} (not shown)"
+        _QUIET[kind] = type(kind.__name__, (kind,), {"__str__": lambda self: text})
+    return _QUIET[kind]
 
 
 def quiet(exc: BaseException) -> BaseException:
