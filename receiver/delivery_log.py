@@ -29,8 +29,9 @@ class DeliveryLog:
         self._left_out: Counter[str] = Counter()
 
     def delivery(self, request: tuple[str, str, int, float], fields: dict[str, object]) -> None:
-        """Log one delivery: `request` is (method, redacted path, status, milliseconds), `fields`
-        the delivery's provider, outcome, event_id and perhaps reason."""
+        """Log one delivery: `request` is (method, route template, status, milliseconds), made by
+        `receiver.requests.access_line`; `fields` the delivery's provider, outcome, event_id and
+        perhaps reason."""
         if not log.isEnabledFor(logging.INFO):
             return
         if self.per_second:

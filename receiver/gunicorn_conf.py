@@ -1,9 +1,12 @@
 """gunicorn settings for the verihook receiver (`gunicorn -c python:receiver.gunicorn_conf`).
 
 Providers give up after 10 s (iDenfy, idvapi), so a request may never take longer than 8 s.
-gunicorn's access log is off: the app logs each request itself with secret path segments
-(`/webhooks/idvapi/<token>`) redacted and without query strings. Metrics from every worker are
-aggregated through PROMETHEUS_MULTIPROC_DIR (default `var/prometheus`, emptied at start).
+gunicorn's access log is off: the app logs each request itself by its route template, never the
+path or query string as sent (receiver/requests.py), and gunicorn's own lines leave the request
+out too: `pre_request` below replaces the default hook that logs every path at debug, and
+receiver/gunicorn_worker.py keeps the request line out of the refusals it logs. Metrics from
+every worker are aggregated through PROMETHEUS_MULTIPROC_DIR (default `var/prometheus`, emptied
+at start).
 
 Worker class: gthread (receiver/gunicorn_worker.py): a client must send each request's head and
 body within VERIHOOK_CLIENT_TIMEOUT (default 10 s) or is answered 408 and disconnected, so slow
@@ -75,6 +78,11 @@ def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
     services = getattr(application, "extensions", {}).get(EXTENSION_KEY)
     if services is not None:
         services.after_fork()
+
+
+def pre_request(worker, req):  # noqa: ARG001 - gunicorn hook signature
+    """Nothing: gunicorn's default logs `method path` at debug, and a path may carry idvapi's
+    token or a user ref (the app's access log writes the route template instead)."""
 
 
 def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature

@@ -16,7 +16,9 @@ thread, not lingered over on the main thread (`finish_now`).
 **Errors in JSON.** gunicorn refuses some requests while parsing (431, 414, 400) with a small
 HTML page written by `handle_error`; here that page is replaced by `{"error": "<reason>"}`.
 gunicorn still chooses the status, logs the refusal and closes the connection. Nothing from the
-request is echoed.
+request is echoed, nor logged: gunicorn's own refusal line quotes the request line or header (and
+an application error's line the URI), which may carry idvapi's token or a user ref, so here the
+line names the kind of refusal only.
 
 **Repeated header lines.** gunicorn joins repeated header lines with "," when it builds the
 WSGI environ, so the app could not tell two `Contiguity-Signature` lines from one holding two
@@ -191,6 +193,26 @@ class KeepHeaderLines:
         return self.app(environ, start_response)
 
 
+_QUIET: dict[type[BaseException], type[BaseException]] = {}
+
+
+def _quiet_class(kind: type[BaseException]) -> type[BaseException]:
+    """A subclass of `kind` (so gunicorn's isinstance checks choose the same status) whose text
+    is its kind's name, not the request text gunicorn's exceptions quote (made once per kind)."""
+    if kind not in _QUIET:
+        text = f"{kind.__name__} (not shown)"
+        _QUIET[kind] = type(kind.__name__, (kind,), {"__str__": lambda self: text})
+    return _QUIET[kind]
+
+
+def quiet(exc: BaseException) -> BaseException:
+    """`exc` as a `_quiet_class` instance with the same attributes, and no args (its repr
+    would show them)."""
+    copy = BaseException.__new__(_quiet_class(type(exc)))
+    copy.__dict__.update(exc.__dict__)
+    return copy.with_traceback(exc.__traceback__)
+
+
 class JsonErrorThreadWorker(ThreadWorker):
     """gunicorn's gthread worker, answering its own refusals (400, 414, 431, …) in JSON and
     telling the app which header lines were repeated."""
@@ -217,9 +239,12 @@ class JsonErrorThreadWorker(ThreadWorker):
             _handling.request = None
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        """Let gunicorn choose the status (and log), then send it as JSON instead of HTML."""
+        """Let gunicorn choose the status and log the refusal, without the request (see the
+        module docstring: no request, so no URI; a quiet exception, so no request line), then
+        send the answer as JSON instead of HTML. (Without a request gunicorn writes no access
+        line for it either; its access log is off.)"""
         captured = _Captured()
-        super().handle_error(req, captured, addr, exc)
+        super().handle_error(None, captured, addr, quiet(exc))
         found = STATUS_LINE.match(captured.data)
         if found is None:
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -53,6 +54,12 @@ class Heartbeat:
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Probes every few seconds would flood the log; errors are still logged."""
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        """A refusal, by its status code only: the server's own message quotes the request line
+        (`Bad request syntax ('GET /…')`), which may carry a secret or a user ref."""
+        codes = [arg for arg in args if isinstance(arg, int)]
+        super().log_error("refused a request: %s", codes[0] if codes else "error")
 
 
 def parse_bind(bind: str) -> tuple[str, int]:

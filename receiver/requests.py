@@ -1,4 +1,14 @@
-"""Per-request plumbing: a request id for logs and answers, and a redacted access log."""
+"""Per-request plumbing: a request id for logs and answers, and an access log that carries no
+secret and no personal reference.
+
+The access log never writes the path a client sent: it writes the template of the route that
+matched (`/webhooks/<name>/<segment>`, `/api/v1/users/<user_ref>`), so neither the idvapi URL
+token nor a user ref can reach a log line however the URL is spelled. A path that matched no
+route (404, 405, werkzeug's 308 to a path with `//` merged) is logged as its longest leading run
+of segments that are fixed parts of the app's own routes, then `<unmatched>`
+(`/webhooks/<unmatched>`). The query string is never logged. The inbound front of
+receiver/webhooks.py logs its lines by the same rule (`access_line`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +21,10 @@ from contextvars import ContextVar
 
 from flask import Flask, g, jsonify, request
 from flask.wrappers import Response
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import BaseConverter
 
+from receiver.inputs import REF_RULE, is_ref
 from receiver.services import get_services
 
 log = logging.getLogger("verihook.access")
@@ -19,8 +32,8 @@ log = logging.getLogger("verihook.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """What an incoming X-Request-ID may look like to be reused (anything else is replaced)."""
 
-SECRET_PATH = re.compile(r"^(/webhooks/idvapi/)[^/]+")
-"""Paths that carry a secret segment, redacted in the access log."""
+UNMATCHED = "<unmatched>"
+"""What the access log shows for the part of a path that matched no route."""
 
 
 CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("verihook_request_id", default=None)
@@ -59,13 +72,91 @@ def has_control_characters(value: str) -> bool:
     return CONTROL.search(value) is not None
 
 
-def redacted_path(path: str) -> str:
-    """The request path with secret segments replaced (no query string ever)."""
-    return SECRET_PATH.sub(r"\1<redacted>", path)
+def fixed_prefixes(rules: Iterable[str]) -> set[tuple[str, ...]]:
+    """Every leading run of fixed segments of the route templates `rules` (`/api/v1/users/<ref>`
+    gives (), ("api",), ("api", "v1") and ("api", "v1", "users")): text the app itself wrote."""
+    found: set[tuple[str, ...]] = {()}
+    for rule in rules:
+        segments = rule.split("/")[1:]
+        for index, segment in enumerate(segments):
+            if "<" in segment:
+                break
+            found.add(tuple(segments[: index + 1]))
+    return found
+
+
+def unmatched_path(path: str, prefixes: set[tuple[str, ...]]) -> str:
+    """A path no route matched, as the access log shows it: its longest leading run of segments
+    among `prefixes` (fixed parts of the app's routes), then `<unmatched>` for the rest."""
+    segments = path.split("/")[1:]
+    kept = 0
+    while kept < len(segments) and tuple(segments[: kept + 1]) in prefixes:
+        kept += 1
+    shown = "/" + "/".join(segments[:kept])
+    if kept == len(segments):
+        return shown
+    return shown.rstrip("/") + "/" + UNMATCHED
+
+
+def access_line(
+    method: str, route: str, status: int, elapsed_ms: float
+) -> tuple[str, str, int, float]:
+    """The fields of an access log line: `route` is a route template or an `unmatched_path`,
+    never the path as sent; the method only when it is one the app could route."""
+    return (method if method in LOGGED_METHODS else "OTHER", route, status, elapsed_ms)
+
+
+LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods written as sent; any other word (a client chooses it) is logged as OTHER."""
+
+
+CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
+"""A rule's variable with its converter (`<ref:user_ref>`), logged by its name (`<user_ref>`)."""
+
+
+def flask_route(app: Flask) -> str:
+    """The access log's path of the current Flask request (see the module docstring)."""
+    rule = request.url_rule
+    if rule is not None:
+        return CONVERTER.sub(r"<\1>", rule.rule)
+    prefixes = app.extensions.get(PREFIXES_KEY)
+    if prefixes is None:  # once: Flask takes no new routes after the first request
+        prefixes = fixed_prefixes(r.rule for r in app.url_map.iter_rules())
+        app.extensions[PREFIXES_KEY] = prefixes
+    return unmatched_path(request.path, prefixes)
+
+
+PREFIXES_KEY = "verihook.route_prefixes"
+"""app.extensions key of the app's `fixed_prefixes`."""
+
+
+class RefRefused(BadRequest):
+    """A path parameter that is not a ref (receiver/inputs.py): answered 400."""
+
+    description = f"a user ref or session id in the path must be {REF_RULE}"
+
+
+class RefConverter(BaseConverter):
+    """`<ref:user_ref>`: a path segment holding a user ref or session id, by the one rule of
+    receiver/inputs.py (a segment that breaks it is a 400, not a look-up)."""
+
+    def to_python(self, value: str) -> str:
+        """The segment, or RefRefused."""
+        if not is_ref(value):
+            raise RefRefused()
+        return value
+
+
+def refused_ref(exc: RefRefused) -> tuple[Response, int]:
+    """400 naming the rule a path parameter broke."""
+    return jsonify({"error": exc.description}), 400
 
 
 def init_app(app: Flask) -> None:
-    """Assign request ids, echo them in `X-Request-ID`, and log each request without secrets."""
+    """Assign request ids, echo them in `X-Request-ID`, and log each request without secrets;
+    add the `ref` URL converter (register routes that use it after this)."""
+    app.url_map.converters["ref"] = RefConverter
+    app.register_error_handler(RefRefused, refused_ref)
 
     @app.before_request
     def assign_request_id():  # type: ignore[no-untyped-def]
@@ -89,7 +180,7 @@ def init_app(app: Flask) -> None:
         if delivery is None and not log.isEnabledFor(logging.INFO):
             return response
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        line = (request.method, redacted_path(request.path), response.status_code, elapsed_ms)
+        line = access_line(request.method, flask_route(app), response.status_code, elapsed_ms)
         if delivery is not None:  # one line per delivery, sampled under load
             get_services().delivery_log.delivery(line, delivery)
         else:

@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     poll_concurrency: int = Field(default=8, gt=0)
     poll_lease_seconds: float = Field(default=60.0, gt=0)
     console_secret: SecretStr | None = None
+    console_session_seconds: int = Field(default=12 * 3600, gt=0)
     health_bind: str | None = None
     health_max_age_seconds: float = Field(default=180.0, gt=0)
     audit_verify_seconds: float = Field(default=300.0, gt=0)

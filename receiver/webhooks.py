@@ -33,8 +33,8 @@ from receiver.providers import get_provider
 from receiver.providers.base import HEADER_LINES_KEY, Delivery, Provider, separate_header_lines
 from receiver.requests import (
     CURRENT_REQUEST_ID,
+    access_line,
     has_control_characters_in_url,
-    redacted_path,
     request_id_for,
 )
 from receiver.services import Services, get_services
@@ -50,6 +50,10 @@ RETRY_AFTER_SECONDS = "5"
 
 WEBHOOK_PATH = re.compile(r"/webhooks/([^/]+)(?:/([^/]+))?")
 """The webhook URLs, as the blueprint's rules match them (a segment is anything but '/')."""
+WEBHOOK_RULE = "/webhooks/<name>"
+WEBHOOK_SEGMENT_RULE = "/webhooks/<name>/<segment>"
+"""The blueprint's webhook rules; the inbound front logs these templates, as Flask's access log
+does (receiver/requests.py), never the path as sent (it may carry idvapi's token)."""
 
 _ANSWERS = {
     401: "unauthenticated",
@@ -211,8 +215,8 @@ def webhook_answer(taken: Taken) -> Response:
 # ------------------------------------------------------------------------ the Flask routes
 
 
-@bp.post("/webhooks/<name>")
-@bp.post("/webhooks/<name>/<segment>")
+@bp.post(WEBHOOK_RULE)
+@bp.post(WEBHOOK_SEGMENT_RULE)
 def webhook(name: str, segment: str | None = None) -> Response:
     """A provider webhook: 200 accepted/duplicate, 202 quarantined, or an error."""
     taken = take_in(get_services(), request._get_current_object(), name, Source.WEBHOOK, segment)  # type: ignore[attr-defined]
@@ -296,7 +300,8 @@ class InboundFront:
                 response, fields = self._answer(req, name, segment)
             response.headers["X-Request-ID"] = request_id
             elapsed_ms = (time.perf_counter() - started) * 1000
-            line = ("POST", redacted_path(req.path), response.status_code, elapsed_ms)
+            route = WEBHOOK_RULE if segment is None else WEBHOOK_SEGMENT_RULE
+            line = access_line("POST", route, response.status_code, elapsed_ms)
             if fields is not None:
                 self.services.delivery_log.delivery(line, fields)
             else:

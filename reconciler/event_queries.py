@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col
 
+from receiver.inputs import check_ref
 from receiver.settings import ProvidersSettings
 from receiver.store.models import EventState, InboundEvent, utcnow
 
@@ -27,11 +28,7 @@ PROVIDER_NAMES = tuple(ProvidersSettings.model_fields)
 FILTER_KEYS = ("provider", "state", "session_id", "user_ref", "since", "until")
 LIST_KEYS = (*FILTER_KEYS, "limit", "cursor")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-MAX_REF_LENGTH = 128
 RELATIVE_TIME = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
-REF_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
-"""A session id or user ref filter: no control characters (PostgreSQL refuses NUL in text)."""
-_REF = re.compile(REF_PATTERN)
 MAX_ID = 2**63 - 1
 """Event and replay ids are 64-bit; anything larger names nothing."""
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -76,17 +73,11 @@ def _names(name: str, value: Any, allowed: Iterable[str]) -> tuple[str, ...]:
 
 
 def _ref(name: str, value: Any) -> str:
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > MAX_REF_LENGTH
-        or not _REF.match(value)
-    ):
-        raise FilterError(
-            f"{name} must be a non-empty string of at most {MAX_REF_LENGTH} characters, "
-            "without control characters"
-        )
-    return value
+    """A session id or user ref filter, by the one rule of receiver/inputs.py."""
+    try:
+        return check_ref(value, name)
+    except ValueError as exc:
+        raise FilterError(str(exc)) from exc
 
 
 @dataclass(frozen=True)

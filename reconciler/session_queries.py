@@ -120,10 +120,11 @@ def create_session(
     try:
         return record(), created.start_url
     except UNAVAILABLE_ERRORS as exc:
-        log.warning(
+        shown = created.session_id if created.session_id != user_ref else "(its user ref)"
+        log.warning(  # never a user ref (idvapi's session id is the user's ref)
             "abandoned %s session %s: created at the provider, but the database is unavailable",
             provider,
-            created.session_id,
+            shown,
             extra={"provider": provider, "reason": type(exc).__name__},
         )
         raise StoreUnavailableError("the database is unavailable") from exc

@@ -119,9 +119,13 @@ class LoseTheDatabase:
 
 
 def lose_database_after_creation(
-    monkeypatch: pytest.MonkeyPatch, services: Services, dead: Engine, back_after: float | None
+    monkeypatch: pytest.MonkeyPatch,
+    services: Services,
+    dead: Engine,
+    back_after: float | None,
+    name: str = "contiguity",
 ) -> None:
-    provider = services.providers["contiguity"]
+    provider = services.providers[name]
     real = provider.client
     monkeypatch.setattr(
         provider, "client", lambda http: LoseTheDatabase(real(http), services, dead, back_after)
@@ -145,6 +149,19 @@ def test_a_database_lost_after_the_provider_call_answers_503_and_logs_the_abando
     assert any(
         f"abandoned contiguity session {session_id}" in r.getMessage() for r in caplog.records
     )
+
+
+def test_the_abandoned_session_line_never_names_a_user_ref(
+    make_services, dead_engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """idvapi's session id is the user's ref: the warning must not carry it (issue 18)."""
+    idvapi = {"api_key": "idv-key", "base_url": "https://idv.example.invalid"}
+    services = make_services(providers={"idvapi": idvapi})
+    lose_database_after_creation(monkeypatch, services, dead_engine, None, name="idvapi")
+    with caplog.at_level(logging.WARNING), pytest.raises(StoreUnavailableError):
+        create_session(services, "idvapi", "user-REF-4711", {}, pauses=(0.05,))
+    assert any("abandoned idvapi session" in r.getMessage() for r in caplog.records)
+    assert "user-REF-4711" not in caplog.text
 
 
 def test_a_database_back_within_the_retries_records_the_session(

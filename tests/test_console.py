@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import re
+import time
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -29,12 +31,15 @@ from receiver.store.models import (
     ObservationRecord,
     UserRecord,
     VerificationSession,
+    utcnow,
 )
+from receiver.store.token_models import ConsoleSession
 from reconciler import console, jobs
 from reconciler.api import openapi
 from reconciler.api.auth import token_digest
 from reconciler.api.tokens import create_token, revoke_token
 from reconciler.console.secret import DEV_SECRET_FILE, secret_keys
+from reconciler.console.session_store import open_session, session_token
 from reconciler.drain import drain_ready_events
 from reconciler.leader import LEADER_KEY
 from tests.support import signing
@@ -150,8 +155,8 @@ def test_operator_and_auditor_sign_in_and_out(site):  # type: ignore[no-untyped-
     assert OPERATOR_TOKEN not in cookie
     value = cookie.split(";")[0].split("=", 1)[1]
     stored = app.session_interface.get_signing_serializer(app).loads(value)
-    assert set(stored) == {"digest", "csrf", "_permanent"}
-    assert stored["digest"] == token_digest(OPERATOR_TOKEN)
+    assert set(stored) == {"sid", "csrf", "_permanent"}  # no token, not even its digest
+    assert session_token(services.engine, stored["sid"]) == token_digest(OPERATOR_TOKEN)
 
     overview = client.get("/console/")
     assert overview.status_code == 200
@@ -180,17 +185,18 @@ def test_an_open_redirect_after_sign_in_is_refused(site):  # type: ignore[no-unt
 
 
 def test_backend_token_gets_403_and_a_wrong_token_401(site):  # type: ignore[no-untyped-def]
-    _, app = site
+    services, app = site
     client = app.test_client()
     answer = sign_in(client, BACKEND_TOKEN)
     assert answer.status_code == 403 and "operator and auditor" in text(answer)
     with client.session_transaction("/console/") as stored:
-        assert "digest" not in stored
+        assert "sid" not in stored
     assert client.get("/console/").status_code == 302
 
-    # a session that names a backend token (it cannot be made by signing in) is refused too
+    # a session of a backend token (it cannot be made by signing in) is refused too
+    backend_session = open_session(services.engine, token_digest(BACKEND_TOKEN), 60)
     with client.session_transaction("/console/") as stored:
-        stored["digest"] = token_digest(BACKEND_TOKEN)
+        stored["sid"] = backend_session
     assert client.get("/console/").status_code == 403
     assert client.get("/console/events").status_code == 403
 
@@ -199,7 +205,7 @@ def test_backend_token_gets_403_and_a_wrong_token_401(site):  # type: ignore[no-
         answer = sign_in(client, wrong)
         assert answer.status_code == 401 and "That token is not valid" in text(answer), wrong
         with client.session_transaction("/console/") as stored:
-            assert "digest" not in stored
+            assert "sid" not in stored
         assert client.get("/console/").status_code == 302
 
 
@@ -216,9 +222,79 @@ def test_a_revoked_token_loses_access_at_its_next_request(site, engine):  # type
     assert parse_qs(urlsplit(answer.headers["Location"]).query)["ended"] == ["1"]
     assert "no longer valid" in text(client.get(answer.headers["Location"]))
     with client.session_transaction("/console/") as stored:
-        assert "digest" not in stored
+        assert "sid" not in stored
     assert client.get("/console/").status_code == 302
     assert sign_in(app.test_client(), token).status_code == 401
+
+
+def copy_of_cookie(source, app):  # type: ignore[no-untyped-def]
+    """A client of `app` holding a copy of `source`'s console cookie (taken before sign-out)."""
+    cookie = source.get_cookie("verihook_console", path="/console")
+    assert cookie is not None
+    thief = app.test_client()
+    thief.set_cookie("verihook_console", cookie.value, path="/console")
+    return thief
+
+
+def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(site, make_services):  # type: ignore[no-untyped-def]
+    services, app = site
+    client = signed_in(app)
+    # another process (its own app, Services and engine pool; the same database and secret)
+    other_process = console_app(make_services(api_tokens=API_TOKENS))
+    copies = [copy_of_cookie(client, app), copy_of_cookie(client, other_process)]
+    for copy in copies:
+        assert copy.get("/console/").status_code == 200
+    actor = copy_of_cookie(client, other_process)
+    actor_csrf = page_csrf(actor)
+
+    answer = client.post("/console/sign-out", data={"csrf_token": page_csrf(client)})
+    assert answer.status_code == 302 and "signed_out=1" in answer.headers["Location"]
+    for copy in copies:
+        answer = copy.get("/console/events")
+        assert answer.status_code == 302, "a copy of the cookie still signs in after sign-out"
+        location = urlsplit(answer.headers["Location"])
+        assert location.path == "/console/sign-in" and parse_qs(location.query)["ended"] == ["1"]
+    # nor can a copy act: its form token still matches its cookie, but the session is over
+    answer = actor.post("/console/audit/verify", data={"csrf_token": actor_csrf})
+    assert answer.status_code == 302 and "/console/sign-in" in answer.headers["Location"]
+    with transaction(services.engine) as session:
+        assert session.execute(select(ConsoleSession)).scalars().all() == []
+    assert signed_in(app).get("/console/").status_code == 200  # signing in again works
+
+
+def test_an_expired_console_session_is_refused(site, make_services):  # type: ignore[no-untyped-def]
+    services, app = site
+    client = signed_in(app)
+    thief = copy_of_cookie(client, app)
+    assert thief.get("/console/").status_code == 200
+    with transaction(services.engine) as session:  # its time is up on the server
+        session.execute(update(ConsoleSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+    for holder in (client, thief):  # the cookie itself is still valid for Flask
+        answer = holder.get("/console/")
+        assert answer.status_code == 302 and "ended=1" in answer.headers["Location"]
+
+    # the lifetime is VERIHOOK_CONSOLE_SESSION_SECONDS: the cookie's and the server's
+    short = make_services(api_tokens=API_TOKENS, console_session_seconds=1)
+    short_app = console_app(short)
+    client = signed_in(short_app)
+    cookie = client.get_cookie("verihook_console", path="/console")
+    assert cookie is not None and cookie.expires is not None
+    with transaction(services.engine) as session:
+        row = (
+            session.execute(
+                select(ConsoleSession).order_by(ConsoleSession.id.desc())  # type: ignore[union-attr]
+            )
+            .scalars()
+            .first()
+        )
+        assert row is not None and row.expires_at - row.created_at == timedelta(seconds=1)
+    thief = copy_of_cookie(client, short_app)
+    assert thief.get("/console/").status_code == 200
+    time.sleep(1.1)
+    assert thief.get("/console/").status_code == 302
+    assert console_app(make_services(api_tokens=API_TOKENS)).config[
+        "PERMANENT_SESSION_LIFETIME"
+    ] == timedelta(hours=12)
 
 
 def test_a_cookie_signed_with_another_secret_is_ignored(site, make_services, tmp_path):  # type: ignore[no-untyped-def]
@@ -252,7 +328,7 @@ def test_posts_without_the_sessions_csrf_token_are_400(site, make_services):  # 
         answer = client.post("/console/sign-in", data=data)
         assert answer.status_code == 400 and "security token" in text(answer)
     with client.session_transaction("/console/") as stored:
-        assert "digest" not in stored
+        assert "sid" not in stored
 
     operator = signed_in(app)
     other = signed_in(app)  # another session: its token is not valid in the first one

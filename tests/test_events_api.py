@@ -162,7 +162,9 @@ BAD_PARAMETERS = [
     ("cursor=!!!", "cursor is not valid"),
     ("cursor=" + base64.urlsafe_b64encode(b"-5").decode(), "cursor is not valid"),
     ("colour=red", "unknown parameter colour"),
-    (f"user_ref={'x' * 129}", "user_ref must be a non-empty string"),
+    (f"user_ref={'x' * 129}", "user_ref must be 1 to 128 characters"),
+    ("user_ref=a%C2%85b", "user_ref must be 1 to 128 characters"),  # a C1 control
+    ("session_id=%20%20", "session_id must be 1 to 128 characters, not only white space"),
 ]
 
 

@@ -194,7 +194,7 @@ BAD_INPUT = [  # (method, url, token, JSON body or raw text, the answer's error)
         "/api/v1/sessions",
         BACKEND,
         {"provider": "nevis", "user_ref": "   "},
-        "user_ref: String should match pattern '\\S'",
+        "user_ref must be 1 to 128 characters, not only white space, without control characters",
     ),
     (
         "post",

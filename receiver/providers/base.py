@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +16,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from receiver.canonical import Observation, Source
 from receiver.exceptions import AuthenticationError, ParseError
+from receiver.inputs import MAX_JSON_DEPTH, MAX_REF_LENGTH, UNSTORABLE, too_deep
 from receiver.settings import ProviderSettings
 
 HEADER_LINES_KEY = "verihook.repeated_header_lines"
@@ -212,10 +212,6 @@ def content_digest(*parts: bytes | str) -> str:
     return digest.hexdigest()
 
 
-MAX_JSON_DEPTH = 32
-"""Deepest nesting accepted in a payload; deeper JSON is quarantined unparsed."""
-
-
 def load_json_object(body: bytes) -> dict[str, Any]:
     """Decode a JSON object, bounded in depth; anything else is a ParseError."""
     try:
@@ -224,27 +220,9 @@ def load_json_object(body: bytes) -> dict[str, Any]:
         raise ParseError("body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise ParseError("body is not a JSON object")
-    if _too_deep(value):
+    if too_deep(value):
         raise ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
     return value
-
-
-def _too_deep(value: Any) -> bool:
-    """True when a value sits deeper than MAX_JSON_DEPTH (the top object is level 1)."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, level = pending.pop()
-        children: Any = item.values() if isinstance(item, dict) else item
-        if level == MAX_JSON_DEPTH and children:
-            return True  # its children would sit one level too deep
-        pending.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
-    return False
-
-
-UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-"""Control characters (C0, DEL, C1) and lone surrogates. JSON can carry both (`"\\u0000"`,
-`"\\ud800"`), but PostgreSQL text refuses NUL and UTF-8 cannot encode a surrogate, so a value
-holding one must never reach a database column."""
 
 
 def storable(value: str, key: str) -> str:
@@ -255,7 +233,7 @@ def storable(value: str, key: str) -> str:
     return value
 
 
-def require_str(data: Mapping[str, Any], key: str, *, max_length: int = 128) -> str:
+def require_str(data: Mapping[str, Any], key: str, *, max_length: int = MAX_REF_LENGTH) -> str:
     """A non-empty, storable string field of bounded length, else ParseError naming the field."""
     value = data.get(key)
     if not isinstance(value, str) or not value.strip() or len(value) > max_length:
@@ -263,7 +241,9 @@ def require_str(data: Mapping[str, Any], key: str, *, max_length: int = 128) -> 
     return storable(value, key)
 
 
-def optional_str(data: Mapping[str, Any], key: str, *, max_length: int = 128) -> str | None:
+def optional_str(
+    data: Mapping[str, Any], key: str, *, max_length: int = MAX_REF_LENGTH
+) -> str | None:
     """A string field of bounded length when present and non-empty, else None.
 
     A value holding characters that cannot be stored, or longer than `max_length`, is a

@@ -17,10 +17,8 @@ from reconciler.privacy.lifecycle import forget_user
 
 bp = Blueprint("erasure_api", __name__, url_prefix="/api/v1")
 
-MAX_USER_REF = 128
 
-
-@bp.post("/users/<user_ref>/forget")
+@bp.post("/users/<ref:user_ref>/forget")
 @require_role("operator")
 @spec.validate(
     json=ForgetRequest,
@@ -37,8 +35,6 @@ def forget(user_ref: str, json: ForgetRequest):  # type: ignore[no-untyped-def]
     With `at_provider`, providers with a deletion endpoint (docverify) are asked to delete the
     sessions too.
     """
-    if len(user_ref) > MAX_USER_REF:
-        return jsonify({"error": f"user_ref is longer than {MAX_USER_REF} characters"}), 400
     services = get_services()
     sessions = sessions_of(services, user_ref) if json.at_provider else []
     stats = forget_user(services, user_ref, actor=g.principal.name)

@@ -13,7 +13,10 @@ Where spectree's Flask plugin does not fit the contract, `AppPlugin` below adjus
   `openapi*` rules, and we serve the document from the `openapi` blueprint);
 - path parameters keep the URL converters' real bounds (ids are 64-bit, not int32);
 - a JSON body that is present but not a JSON object is refused (spectree treats it as `{}`, which
-  would run a replay the caller did not ask for);
+  would run a replay the caller did not ask for); a body is read as strict JSON nested at most 32
+  levels (receiver/inputs.py, the webhooks' bound): deeper, `NaN`, an infinite number or a lone
+  surrogate is a 400 naming the problem, never a RecursionError or an encoding error later;
+- path parameters `<ref:…>` (user refs, session ids) are documented with the ref rule;
 - answers pass through untouched (spectree rebuilds them, which would buffer the streamed audit
   exports); they are checked against their models only when the app's config sets
   `VALIDATE_RESPONSES` (the tests do), so a documentation slip cannot turn an answer into a 500
@@ -39,7 +42,8 @@ from spectree.plugins.flask_plugin import FlaskPlugin
 from spectree.utils import get_model_key, get_multidict_items
 from werkzeug.routing import Rule
 
-from reconciler.api.schemas.common import CUSTOM_ERROR, Error
+from receiver.inputs import MAX_REF_LENGTH, REF_PATTERN, JsonRefused, NotJson, load_strict_json
+from reconciler.api.schemas.common import CUSTOM_ERROR, Error, refused
 
 VALIDATE_RESPONSES = "VERIHOOK_VALIDATE_RESPONSES"
 """App config key: check JSON answers against their response models (500 when one does not fit)."""
@@ -52,6 +56,7 @@ CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {  # `<int:…>` ids are 64-bit (
     "path": {"type": "string", "minLength": 1},
     "default": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
     "string": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+    "ref": {"type": "string", "minLength": 1, "maxLength": MAX_REF_LENGTH, "pattern": REF_PATTERN},
 }
 STAND_INS: dict[str, Callable[..., Any]] = {}
 """Endpoint → a described stand-in, for views whose module must not import this package."""
@@ -91,10 +96,19 @@ def answer_bad_input(
 
 
 def _json_body() -> Any:
-    """The JSON body; {} when there is none; None when it is not JSON (refused by the model)."""
-    if not request.get_data(cache=True):
+    """The JSON body; {} when there is none; None when it is not JSON (refused by the model);
+    a ValidationError naming the problem when it is JSON beyond our bounds (load_strict_json)."""
+    data = request.get_data(cache=True)
+    if not data:
         return {}
-    return request.get_json(silent=True)
+    try:
+        return load_strict_json(data)
+    except NotJson:
+        return None
+    except JsonRefused as exc:
+        raise ValidationError.from_exception_data(
+            "body", [{"type": refused(str(exc)), "loc": (), "input": None}]
+        ) from exc
 
 
 class AppPlugin(FlaskPlugin):

@@ -57,7 +57,7 @@ def history_json(row: ObservationRecord) -> dict[str, Any]:
     }
 
 
-@bp.get("/users/<user_ref>")
+@bp.get("/users/<ref:user_ref>")
 @require_role(*READERS)
 @spec.validate(
     resp=answers(
@@ -109,7 +109,7 @@ def get_user(user_ref: str):  # type: ignore[no-untyped-def]
     )
 
 
-@bp.get("/sessions/<provider>/<session_id>")
+@bp.get("/sessions/<provider>/<ref:session_id>")
 @require_role(*READERS)
 @spec.validate(
     resp=answers(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
+from receiver import inputs
 from receiver.canonical import utc
 from receiver.store.db import transaction
 from receiver.store.ledger_models import AuditEntry, AuditHead
@@ -58,7 +58,6 @@ FORMATS = ("json", "csv", "jsonl")
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 EXPORT_BATCH = 250
-MAX_REF_LENGTH = 128
 MAX_SEQ = 2**31 - 1
 """The largest seq the column holds (INTEGER; PostgreSQL refuses a larger bound parameter)."""
 
@@ -78,19 +77,12 @@ def parse_instant(value: str, name: str) -> datetime:
         ) from exc
 
 
-REF_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
-"""What a ref filter may hold, as a JSON Schema pattern: no control characters (PostgreSQL
-refuses NUL in text)."""
-_REF = re.compile(REF_PATTERN)
-
-
 def check_ref(value: str, name: str) -> str:
-    """A user ref, provider or session id filter: 1 to 128 characters, no control characters."""
-    if not value or len(value) > MAX_REF_LENGTH or not _REF.fullmatch(value):
-        raise AuditQueryError(
-            f"{name} must be 1 to {MAX_REF_LENGTH} characters without control characters"
-        )
-    return value
+    """A user ref, provider or session id filter, by the one rule of receiver/inputs.py."""
+    try:
+        return inputs.check_ref(value, name)
+    except ValueError as exc:
+        raise AuditQueryError(str(exc)) from exc
 
 
 @dataclass(frozen=True)

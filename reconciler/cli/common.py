@@ -9,6 +9,7 @@ import click
 from pydantic import ValidationError
 
 from receiver.exceptions import VerihookError
+from receiver.inputs import check_ref
 from receiver.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # each command imports what it needs: `verihook --help` stays fast
@@ -44,3 +45,12 @@ def engine_or_exit() -> Engine:
     from receiver.store.db import make_engine
 
     return make_engine(settings_or_exit().database_url)
+
+
+def ref_argument(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """click callback: a user ref or session id, by the one rule of receiver/inputs.py (as the
+    API and the webhooks apply it); a usage error (exit 2) otherwise."""
+    try:
+        return check_ref(value, param.name or "value")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from receiver.terminal import echo, safe
-from reconciler.cli.common import engine_or_exit, services_or_exit
+from reconciler.cli.common import engine_or_exit, ref_argument, services_or_exit
 
 if TYPE_CHECKING:
     from receiver.services import Services
@@ -47,7 +47,7 @@ def sessions_list(provider: str | None, status: str | None, overdue: bool, limit
 
 @sessions.command("reconcile")
 @click.argument("provider")
-@click.argument("session_id")
+@click.argument("session_id", callback=ref_argument)
 def sessions_reconcile(provider: str, session_id: str) -> None:
     """Poll one session now and apply the answer, showing its status before and after."""
     from reconciler.session_queries import reconcile_now
@@ -155,7 +155,7 @@ def users() -> None:
 
 
 @users.command("forget")
-@click.argument("user_ref")
+@click.argument("user_ref", callback=ref_argument)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
     "--at-provider",

@@ -1,10 +1,13 @@
 """The web console at /console: server-rendered pages for operators and auditors, no JavaScript.
 
-Sign in with an API token (operator or auditor; the backend role gets 403). The signed session
-cookie holds only the token's digest and a CSRF token; every request looks the digest up again
-among the valid tokens, so a revoked token loses access at once. Every POST carries the session's
-CSRF token. Every answer carries a strict Content-Security-Policy (no script at all) and the other
-security headers; pages with data are never cached. See `security.py`.
+Sign in with an API token (operator or auditor; the backend role gets 403). Signing in opens a
+session on the server (`session_store.py`: the token's digest and an expiry,
+`VERIHOOK_CONSOLE_SESSION_SECONDS`); the signed cookie holds only that session's id and a CSRF
+token. Every request looks the session up again, and its token among the valid tokens, so
+signing out, expiry or a revoked token ends it at once, whoever holds a copy of the cookie.
+Every POST carries the session's CSRF token. Every answer carries a strict
+Content-Security-Policy (no script at all) and the other security headers; pages with data are
+never cached. See `security.py`.
 
 `init_app(app)` registers the blueprint (`blueprint.py`; its routes are in `pages.py`,
 `event_pages.py`, `audit_pages.py` and `sign_in.py`) and configures the session cookie and its
@@ -22,9 +25,6 @@ from receiver.services import get_services
 from receiver.settings import Settings
 from reconciler.console import audit_pages, event_pages, pages, security, sign_in  # noqa: F401
 from reconciler.console.blueprint import ENABLED_KEY, bp
-
-SESSION_HOURS = 12
-"""A console sign-in lasts this long (the cookie's signed timestamp is checked)."""
 
 
 class ConsoleSessions(SecureCookieSessionInterface):
@@ -54,7 +54,7 @@ def configure(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=settings.env != "development",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.console_session_seconds),
     )
 
 

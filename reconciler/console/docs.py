@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 from spectree import Response
 
+from receiver.inputs import MAX_REF_LENGTH
 from reconciler.api.schemas.common import absent
 from reconciler.api.spec import answers, spec
 from reconciler.audit import queries as aq
-from reconciler.event_queries import MAX_REF_LENGTH
 
 MAX_TEXT = 200
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
@@ -78,7 +78,7 @@ class ConsoleSignInQuery(BaseModel):
     """The sign-in form's arguments."""
 
     next: Text = absent("the console page to open after signing in")
-    ended: Text = absent("1: the session ended (token revoked)")
+    ended: Text = absent("1: the session ended (signed out, expired, or token revoked)")
     signed_out: Text = absent("1 right after signing out")
 
 

@@ -1,9 +1,11 @@
 """Who is signed in, CSRF tokens, and the security headers of every console answer.
 
 - The session (Flask's signed cookie, HttpOnly, SameSite=Strict, Secure outside development,
-  path /console) holds `digest` (sha256 of the token) and `csrf`. The principal is looked up by
-  that digest among the tokens valid *now* (`reconciler.api.auth.known_tokens`) on every request:
-  a revoked or removed token is signed out at its next request.
+  path /console) holds `sid`, the id of a sign-in kept on the server (`session_store.py`), and
+  `csrf`. On every request the sign-in is looked up by that id (gone after sign-out, or past
+  `VERIHOOK_CONSOLE_SESSION_SECONDS`: the session has ended, whoever holds a copy of the cookie),
+  and its token's digest among the tokens valid *now* (`reconciler.api.auth.known_tokens`): a
+  revoked or removed token is signed out at its next request.
 - CSRF: a random per-session token, rendered as a hidden field in every form and compared in
   constant time on every POST; a missing or wrong one is answered 400 before anything else runs.
 - Headers: CSP without any script source, frame-ancestors 'none' and X-Frame-Options DENY,
@@ -27,6 +29,7 @@ from flask.wrappers import Response
 from receiver.services import get_services
 from reconciler.api.auth import Principal, known_tokens
 from reconciler.console.blueprint import ENABLED_KEY, bp
+from reconciler.console.session_store import session_token
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +61,11 @@ def csrf_token() -> str:
     return token
 
 
-def new_session(digest: str) -> None:
-    """Start a signed-in session: nothing carried over from before (no fixation), fresh CSRF."""
+def new_session(session_id: str) -> None:
+    """Start a signed-in session (`session_id` from `session_store.open_session`): nothing
+    carried over from before (no fixation), fresh CSRF."""
     session.clear()
-    session["digest"] = digest
+    session["sid"] = session_id
     session["csrf"] = secrets.token_urlsafe(32)
     session.permanent = True
 
@@ -78,15 +82,22 @@ def csrf_ok() -> bool:
 
 
 def signed_in_principal() -> Principal | None:
-    """The principal of the session's token if that token is still valid, else None."""
-    digest = session.get("digest")
-    if not isinstance(digest, str) or not digest:
+    """The principal of the session if its sign-in is still open on the server and its token
+    still valid, else None (and the cookie is cleared)."""
+    session_id = session.get("sid")
+    if not isinstance(session_id, str) or not session_id:
+        return None
+    digest = session_token(get_services().engine, session_id)
+    if digest is None:
+        log.info("console session ended: signed out or expired")
+        session.clear()
+        g.console_session_ended = True
         return None
     principal = known_tokens().get(digest)
     if principal is None:
         log.info("console session ended: its token is no longer valid")
         session.clear()
-        g.console_token_gone = True
+        g.console_session_ended = True
     return principal
 
 
@@ -140,7 +151,7 @@ def guard() -> Any:
     found = signed_in_principal()
     if found is None:
         target = request.full_path.rstrip("?") if request.method == "GET" else None
-        gone = "1" if g.get("console_token_gone") else None
+        gone = "1" if g.get("console_session_ended") else None
         return redirect(url_for("console.sign_in", next=target, ended=gone))
     g.console_principal = found
     if found.role not in CONSOLE_ROLES:

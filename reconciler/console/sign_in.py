@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import redirect, render_template, request, session, url_for
 
+from receiver.services import get_services
 from reconciler.api.auth import authenticate_token, known_tokens, token_digest
 from reconciler.console.blueprint import bp
 from reconciler.console.docs import (
@@ -18,6 +19,7 @@ from reconciler.console.docs import (
     page_answers,
 )
 from reconciler.console.security import CONSOLE_ROLES, error_page, new_session, safe_next
+from reconciler.console.session_store import close_session, open_session
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,8 @@ def sign_in():  # type: ignore[no-untyped-def]
 def sign_in_post():  # type: ignore[no-untyped-def]
     """Console: sign in with an operator or auditor token
 
-    Checks the token; keeps only its digest in the signed session cookie.
+    Checks the token and opens a session on the server (its digest and an expiry); the signed
+    cookie holds only the session's id.
     """
     token = request.form.get("token", "").strip()
     found = (
@@ -68,7 +71,9 @@ def sign_in_post():  # type: ignore[no-untyped-def]
         return error_page(
             403, "Not for this role", "The console is for operator and auditor tokens."
         )
-    new_session(token_digest(token))
+    settings = get_services().settings
+    engine = get_services().engine
+    new_session(open_session(engine, token_digest(token), settings.console_session_seconds))
     log.info("console sign-in: %s (%s)", found.name, found.role)
     return redirect(target)
 
@@ -78,7 +83,11 @@ def sign_in_post():  # type: ignore[no-untyped-def]
 def sign_out() -> Any:
     """Console: sign out
 
-    Forgets the session.
+    Ends the session on the server (a copy of the cookie no longer signs anyone in) and forgets
+    it in the browser.
     """
+    session_id = session.get("sid")
+    if isinstance(session_id, str) and session_id:
+        close_session(get_services().engine, session_id)
     session.clear()
     return redirect(url_for("console.sign_in", signed_out="1"))

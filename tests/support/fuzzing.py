@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -655,3 +655,150 @@ def now_ts() -> int:
 def new_uuid() -> str:
     """A fresh check id."""
     return str(uuid.uuid4())
+
+
+# --- the API: bodies, refs, booleans (tests/test_api_fuzz.py) ----------------------------------
+#
+# The oracles below are written from the README ("Input is held to one rule wherever it enters"),
+# not from receiver/inputs.py: a second reading of the same rule.
+
+API_REF_LIMIT = 128
+_NOT_IN_A_REF = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def keeps_the_ref_rule(value: Any) -> bool:
+    """README: 1 to 128 characters, not only white space, no C0/DEL/C1 control, no surrogate."""
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= API_REF_LIMIT
+        and value.strip() != ""
+        and not _NOT_IN_A_REF.search(value)
+    )
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a decoded JSON value nests (a scalar is 0, `{}` and `[]` are 1)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def beyond_strict_json(body: bytes) -> bool:
+    """README: a body holding `NaN`/`Infinity` or a number too large for a float is refused."""
+    found = []
+
+    def constant(name: str) -> float:
+        found.append(name)
+        return 0.0
+
+    def number(text: str) -> float:
+        if abs(float(text)) == float("inf"):
+            found.append(text)
+        return 0.0
+
+    try:
+        json.loads(body, parse_constant=constant, parse_float=number)
+    except (ValueError, RecursionError):
+        return False
+    return bool(found)
+
+
+def lenient_json(body: bytes) -> tuple[bool, Any]:
+    """(True, value) when Python's own (lenient: NaN, any depth it can) parser reads the body."""
+    try:
+        return True, json.loads(body)
+    except (ValueError, RecursionError):
+        return False, None
+
+
+REF_TROUBLE = [
+    "",
+    " ",
+    "\t",
+    "\u00a0\u2003",
+    "a\x00b",
+    "\x00",
+    "a\x1b[31mred",
+    "a\nb",
+    "a\x7f",
+    "a\x85b",
+    "\x9b",
+    "a\ud800",
+    "\udfff",
+    "x" * API_REF_LIMIT,
+    "x" * (API_REF_LIMIT + 1),
+    "é" * (API_REF_LIMIT + 1),
+    "a/b",
+    "..",
+    "%00",
+    "\u202eevil",
+]
+api_refs = st.one_of(
+    plain_ids, st.sampled_from(REF_TROUBLE), hostile_text, long_text, st.text(max_size=20)
+)
+"""What a client may send where a user ref or session id belongs (as text)."""
+api_ref_values = st.one_of(api_refs, api_refs, api_refs, json_values)
+"""… or not even text."""
+api_bools = st.one_of(
+    st.booleans(),
+    st.sampled_from([0, 1, 1.0, 0.0, -0.0, 2, "true", "false", "1", "", None, [], {}, [True]]),
+    json_values,
+)
+"""What a client may send where a boolean belongs."""
+
+RAW_API_BODIES = [
+    b"",
+    b"{}",
+    b"null",
+    b"0",
+    b"true",
+    b'"x"',
+    b"[]",
+    b"[{}]",
+    b"NaN",
+    b'{"x": NaN}',
+    b'{"x": Infinity}',
+    b'{"x": -Infinity}',
+    b'{"x": 1e999}',
+    b'{"x": -1e400}',
+    b'{"x": 1e-400}',
+    b'{"x": ' + b"9" * 5000 + b"}",
+    b'{"x": ' + b"9" * 4000 + b"}",
+    b'{"x": "\\ud800"}',
+    b'{"\\udfff": 1}',
+    b'{"x": "\\u0000"}',
+    b"\xef\xbb\xbf{}",
+    b'{"a": 1, "a": 2}',
+    b"{}\x00",
+    b"{" * 3,
+    b"[" * 5000,
+    b"[" * 5000 + b"]" * 5000,
+    b'{"a":' * 3000 + b"1" + b"}" * 3000,
+    b"\xff\xfe{\x00}\x00",
+]
+"""Bodies that json.dumps cannot write: non-standard constants, huge numbers, lone surrogates as
+escapes, byte-order marks, depth past Python's recursion limit."""
+
+
+def api_bodies(shaped: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    """Bodies for an API endpoint: mostly its own shape with hostile fields, else anything."""
+    return st.one_of(
+        encoded(shaped),
+        encoded(shaped),
+        encoded(shaped),
+        encoded(json_values),
+        st.sampled_from(RAW_API_BODIES),
+        st.builds(deep_document, st.integers(1, 4000), st.sampled_from(["list", "dict"])),
+        st.builds(lambda value: json.dumps({"x": value}).encode(), around_json_depth),
+        st.binary(max_size=64),
+    )
+
+
+def ref_segment(value: str) -> str:
+    """A ref as one percent-encoded path segment (a lone surrogate becomes invalid UTF-8)."""
+    return quote(value.encode("utf-8", "surrogatepass"), safe="")

@@ -6,25 +6,54 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
+    StrictBool,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from reconciler.event_queries import MAX_REF_LENGTH, REF_PATTERN
+from receiver.inputs import MAX_REF_LENGTH, REF_PATTERN, check_ref
 
 CUSTOM_ERROR = "verihook"
 """The pydantic error type whose message is a domain parser's own (it names the field)."""
 
+
+def _ref_rule(value: Any, info: ValidationInfo) -> Any:
+    """receiver/inputs.py's rule for a text value, in its words (other types: pydantic's)."""
+    if isinstance(value, str):
+        try:
+            check_ref(value, info.field_name or "value")
+        except ValueError as exc:
+            raise refused(str(exc)) from exc
+    return value
+
+
 Ref = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_REF_LENGTH, pattern=REF_PATTERN)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_REF_LENGTH, pattern=REF_PATTERN),
+    BeforeValidator(_ref_rule),
 ]
-"""A user ref, session id or provider name given as a filter."""
+"""A user ref or session id (in a body or a query string), or a provider name given as a
+filter: the one rule of receiver/inputs.py, documented as a JSON Schema pattern."""
+
+
+def _only_a_bool(value: Any) -> Any:
+    if not isinstance(value, bool):  # `1 == True`, so a Literal[True] alone would take 1
+        raise PydanticCustomError("bool_type", "Input should be a valid boolean")
+    return value
+
+
+StrictTrue = Annotated[Literal[True], BeforeValidator(_only_a_bool)]
+"""JSON `true`, and nothing else (not 1, not 1.0, not "true")."""
+Bool = StrictBool
+"""JSON `true` or `false`, and nothing else: every boolean of a request body."""
 Text = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 """A short free-form value (a time, an age, a cursor)."""
 Instant = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]

@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from reconciler.api.schemas.common import StrictBody
+from reconciler.api.schemas.common import Bool, StrictBody, StrictTrue
 
 
 class ForgetRequest(StrictBody):
     """`{"confirm": true, "at_provider"?: bool}`."""
 
-    confirm: Literal[True] = Field(description="must be true: erasing cannot be undone")
-    at_provider: bool = Field(False, description="ask providers with a deletion endpoint too")
+    confirm: StrictTrue = Field(description="must be true: erasing cannot be undone")
+    at_provider: Bool = Field(False, description="ask providers with a deletion endpoint too")
 
 
 class ProviderErasure(BaseModel):

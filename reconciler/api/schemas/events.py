@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from receiver.canonical import DecidedBy, Source, Status
 from receiver.store.models import Disposition, EventState
 from receiver.store.replay_models import ReplayState
-from reconciler.api.schemas.common import DomainChecked, Ref, StrictBody, Text, absent
+from reconciler.api.schemas.common import Bool, DomainChecked, Ref, StrictBody, Text, absent
 from reconciler.event_queries import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -60,7 +60,7 @@ class LimitQuery(DomainChecked):
 class ReplayOne(StrictBody):
     """`POST /events/<id>/replay`: no body, or `{"dry_run": bool}`."""
 
-    dry_run: bool = Field(False, description="say what would change, change nothing")
+    dry_run: Bool = Field(False, description="say what would change, change nothing")
 
 
 class ReplayFilter(DomainChecked):
@@ -88,7 +88,7 @@ class ReplayRequest(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     filter: ReplayFilter
-    dry_run: bool = Field(True, description="false: store and queue the replay")
+    dry_run: Bool = Field(True, description="false: store and queue the replay")
 
 
 class Event(BaseModel):

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, RootModel, StringConstraints
+from pydantic import BaseModel, Field, RootModel
 
 from receiver.canonical import DecidedBy, Source, Status
 from receiver.providers import REGISTRY
 from receiver.store.models import Disposition
-from reconciler.api.schemas.common import MAX_REF_LENGTH, StrictBody, absent
+from reconciler.api.schemas.common import Ref, StrictBody, absent
 
 ProviderName: Any = Literal.__getitem__(tuple(sorted(REGISTRY)))
 """One of the providers verihook knows (receiver/providers REGISTRY)."""
-NonBlank = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REF_LENGTH, pattern="\\S")]
-"""A reference of at most 128 characters that is not only white space."""
 UserStatus = Status | Literal["unknown"]
 """A user's status; `unknown` when verihook has never seen the user."""
 
@@ -85,8 +83,8 @@ class NewSession(StrictBody):
     `{provider, session_id, user_ref}` registers one created elsewhere."""
 
     provider: ProviderName
-    user_ref: NonBlank
-    session_id: NonBlank = absent("register a session made elsewhere (null is refused)")
+    user_ref: Ref
+    session_id: Ref = absent("register a session made elsewhere (null is refused)")
     options: dict[str, Any] = Field(
         default_factory=dict, description="provider options for a new session"
     )
