@@ -3,4 +3,10 @@
 this file lets `gunicorn -c deploy/gunicorn.conf.py` work from a checkout."""
 
 from receiver.gunicorn_conf import *  # noqa: F403
-from receiver.gunicorn_conf import child_exit, on_starting, post_fork, pre_fork  # noqa: F401
+from receiver.gunicorn_conf import (  # noqa: F401
+    child_exit,
+    on_starting,
+    post_fork,
+    pre_fork,
+    worker_exit,
+)

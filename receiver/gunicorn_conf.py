@@ -65,14 +65,26 @@ def pre_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
     gc.freeze()
 
 
-def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
-    """Connections are never shared across a fork: drop any the master's app may hold."""
+def _services(server):
+    """The preloaded app's Services, if it has any."""
     from receiver.services import EXTENSION_KEY
 
     application = server.app.wsgi()
-    services = getattr(application, "extensions", {}).get(EXTENSION_KEY)
+    return getattr(application, "extensions", {}).get(EXTENSION_KEY)
+
+
+def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """Connections are never shared across a fork: drop any the master's app may hold."""
+    services = _services(server)
     if services is not None:
         services.after_fork()
+
+
+def worker_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """In the stopping worker: write the refusals it counted and has not written yet."""
+    services = _services(server)
+    if services is not None:
+        services.flush_refusals()
 
 
 def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
