@@ -30,12 +30,7 @@ WHERE = {
 
 def configured_providers(settings: Settings) -> list[str]:
     """Providers given any credential (each one's endpoints answer only when it has them)."""
-    return [
-        name
-        for name in PROVIDER_NAMES
-        if settings.provider(name).client_id
-        or any(value is not None for value in settings.provider(name).secrets().values())
-    ]
+    return settings.configured_providers()
 
 
 def wants_simulators(settings: Settings) -> bool:
