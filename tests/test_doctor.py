@@ -132,3 +132,15 @@ def test_refusals_over_http_show_with_their_reason_and_cause(world: World) -> No
     assert by_provider["idenfy"]["last_delivery_at"] is not None
     assert by_provider["contiguity"]["last_delivery_at"] is None
     assert len(report["problems"]) == 2 and code == 1
+
+
+def test_an_unreachable_database_is_reported_not_raised(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "VERIHOOK_DATABASE_URL": "postgresql+psycopg://verihook@127.0.0.1:1/none",
+        "VERIHOOK_VAR_DIR": str(tmp_path),
+        "VERIHOOK_PUBLIC_URL": "https://verihook.example.com",
+    }
+    result = CliRunner().invoke(doctor, [], env=env)
+    assert result.exit_code == 1, result.output
+    assert "database         FAIL    unreachable (OperationalError)" in result.output
+    assert "1 problem(s):" in result.output
