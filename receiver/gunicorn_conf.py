@@ -19,6 +19,8 @@ import multiprocessing
 import os
 import shutil
 
+from receiver.logs import ROUTINE_LOGGERS, library_level
+
 wsgi_app = "app:app"
 bind = os.environ.get("VERIHOOK_BIND", "127.0.0.1:8000")
 # Processes: one per CPU, not gunicorn's 2 × CPUs + 1. Deliveries on one process's threads share
@@ -45,6 +47,25 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 control_socket_disable = True  # gunicorn's control socket wants a writable $HOME
 preload_app = True
+
+# gunicorn's own lines ("Starting gunicorn", "Booting worker", "Worker exiting", its refusals of
+# malformed requests) in verihook's JSON, on stderr like the app's. gunicorn applies this before it
+# loads the app, so the root logger and the routine libraries' levels are set here as
+# configure_logging sets them (which then finds the JSON handler and adds no second one).
+_LOG_LEVEL = loglevel.upper()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "receiver.logs.JsonFormatter"}},
+    "handlers": {
+        "json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    },
+    "root": {"level": _LOG_LEVEL, "handlers": ["json"]},
+    "loggers": {
+        "gunicorn.error": {"level": _LOG_LEVEL, "handlers": ["json"], "propagate": False},
+        **{name: {"level": library_level(_LOG_LEVEL)} for name in ROUTINE_LOGGERS},
+    },
+}
 
 os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",
