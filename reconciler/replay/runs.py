@@ -113,6 +113,10 @@ def mark_failed(services: Services, replay_id: int, error: Exception) -> None:
         log.exception("could not mark replay %s failed", replay_id)
 
 
+END_COUNTS = ("applied", "superseded", "quarantined", "failed", "deferred")
+"""The counts a bulk replay's end entry in the audit history gives (from its summary)."""
+
+
 def audit_end(session: Session, row: Replay, how: str) -> None:
     """The audit entry of a bulk replay's end (finished, or stopped by an error), with its
     counts, beside the one written when it started; in the caller's transaction."""
@@ -120,9 +124,6 @@ def audit_end(session: Session, row: Replay, how: str) -> None:
     counts = ", ".join(f"{key} {summary.get(key, 0)}" for key in END_COUNTS)
     reason = f"bulk replay {row.id} {how} after {row.done} of {row.total} event(s) ({counts})"
     append_audit(session, [operator_draft(row.created_by, "replay", reason, flt=_filter(row))])
-
-
-END_COUNTS = ("applied", "superseded", "quarantined", "failed", "deferred")
 
 
 def _filter(row: Replay) -> EventFilter | None:
