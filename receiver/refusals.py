@@ -55,6 +55,7 @@ class RefusalLedger:
         self._engine, self._interval, self._clock = engine, interval, clock
         self._pending: dict[Key, tuple[int, datetime]] = {}
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._wanted = threading.Event()
         self._pid = 0
         self._start_lock = threading.Lock()
@@ -78,7 +79,13 @@ class RefusalLedger:
             return sum(count for count, _ in self._pending.values())
 
     def flush(self) -> bool:
-        """Write what was counted, in one transaction; False (counts kept) if that failed."""
+        """Write what was counted, in one transaction; False (counts kept) if that failed.
+        A flush waits for one in progress, so that everything counted before it was called is
+        written (or kept) when it returns."""
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             taken, self._pending = self._pending, {}
         if not taken:
