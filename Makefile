@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml $(LOCK)
 
 venv: $(STAMP)
 
-## run: start receiver + worker (+ scheduler) on 127.0.0.1:8000, embedded SQLite and Redis
+## run: start receiver + worker (+ scheduler) on BIND (default 127.0.0.1:8000; `make run
+## BIND=127.0.0.1:8001` for another port), embedded SQLite and Redis
+BIND ?= 127.0.0.1:8000
 run: venv
-	$(VENV)/bin/verihook up
+	$(VENV)/bin/verihook up --bind $(BIND)
 
 ## test: the whole suite on SQLite and PostgreSQL with a real Redis (and promtool for the alert
 ## rules: .ci/install-promtool installs Debian's prometheus package when run as root; nginx for

@@ -34,6 +34,7 @@ COMMANDS = {
     "users": "reconciler.cli.records:users",
     "simulate": "reconciler.cli.processes:simulate",
     "demo": "reconciler.demo.run:demo",
+    "doctor": "reconciler.cli.doctor:doctor",
 }
 """Every `verihook` command as "module:attribute", imported only when that command runs (or its
 help is shown): a command pays for its own imports, and `verihook --help` for none."""
@@ -80,6 +81,8 @@ COMMAND_HELP = {
     "simulate": "Run a provider simulator (contiguity, docverify, idvapi, idenfy, nevis) on "
     "127.0.0.1.",
     "demo": "Run the five simulators under chaos against real verihook processes, then report.",
+    "doctor": "Check each configured provider's setup: URLs to give it, credentials, deliveries, "
+    "refusals.",
 }
 """The summary `verihook --help` shows per command (a test keeps it equal to each command's)."""
 

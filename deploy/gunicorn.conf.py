@@ -9,4 +9,5 @@ from receiver.gunicorn_conf import (  # noqa: F401
     post_fork,
     pre_fork,
     pre_request,
+    worker_exit,
 )

@@ -24,6 +24,8 @@ import multiprocessing
 import os
 import shutil
 
+from receiver.logs import ROUTINE_LOGGERS, library_level
+
 wsgi_app = "app:app"
 bind = os.environ.get("VERIHOOK_BIND", "127.0.0.1:8000")
 # Processes: one per CPU, not gunicorn's 2 × CPUs + 1. Deliveries on one process's threads share
@@ -51,6 +53,25 @@ limit_request_field_size = 8190
 control_socket_disable = True  # gunicorn's control socket wants a writable $HOME
 preload_app = True
 
+# gunicorn's own lines ("Starting gunicorn", "Booting worker", "Worker exiting", its refusals of
+# malformed requests) in verihook's JSON, on stderr like the app's. gunicorn applies this before it
+# loads the app, so the root logger and the routine libraries' levels are set here as
+# configure_logging sets them (which then finds the JSON handler and adds no second one).
+_LOG_LEVEL = loglevel.upper()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "receiver.logs.JsonFormatter"}},
+    "handlers": {
+        "json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    },
+    "root": {"level": _LOG_LEVEL, "handlers": ["json"]},
+    "loggers": {
+        "gunicorn.error": {"level": _LOG_LEVEL, "handlers": ["json"], "propagate": False},
+        **{name: {"level": library_level(_LOG_LEVEL)} for name in ROUTINE_LOGGERS},
+    },
+}
+
 os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",
     os.path.join(os.environ.get("VERIHOOK_VAR_DIR", "var"), "prometheus"),
@@ -70,12 +91,17 @@ def pre_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
     gc.freeze()
 
 
-def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
-    """Connections are never shared across a fork: drop any the master's app may hold."""
+def _services(server):
+    """The preloaded app's Services, if it has any."""
     from receiver.services import EXTENSION_KEY
 
     application = server.app.wsgi()
-    services = getattr(application, "extensions", {}).get(EXTENSION_KEY)
+    return getattr(application, "extensions", {}).get(EXTENSION_KEY)
+
+
+def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """Connections are never shared across a fork: drop any the master's app may hold."""
+    services = _services(server)
     if services is not None:
         services.after_fork()
 
@@ -83,6 +109,13 @@ def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
 def pre_request(worker, req):  # noqa: ARG001 - gunicorn hook signature
     """Nothing: gunicorn's default logs `method path` at debug, and a path may carry idvapi's
     token or a user ref (the app's access log writes the route template instead)."""
+
+
+def worker_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    """In the stopping worker: write the refusals it counted and has not written yet."""
+    services = _services(server)
+    if services is not None:
+        services.flush_refusals()
 
 
 def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature

@@ -18,6 +18,7 @@ from receiver.event_writer import EventWriter
 from receiver.providers import build_providers
 from receiver.providers.base import Provider
 from receiver.queue import Waker, connect
+from receiver.refusals import RefusalLedger
 from receiver.settings import Settings
 from receiver.store.crypto import Keyring, load_keyring
 from receiver.store.db import make_engine, make_ingest_engine
@@ -42,6 +43,7 @@ class Services:
     _ingest_engine: Engine | None = field(default=None, repr=False)
     _ingest: tuple[int, EventWriter, Waker] | None = field(default=None, repr=False)
     _ingest_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _refusals: tuple[int, RefusalLedger] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -74,6 +76,24 @@ class Services:
     def waker(self) -> Waker:
         """This process's coalescing wake-up of the workers (made after any fork)."""
         return self._ingest_parts()[2]
+
+    @property
+    def refusals(self) -> RefusalLedger:
+        """This process's count of refused deliveries, written in the background (made after
+        any fork)."""
+        found = self._refusals
+        if found is None or found[0] != os.getpid():
+            with self._ingest_lock:
+                found = self._refusals
+                if found is None or found[0] != os.getpid():
+                    found = self._refusals = (os.getpid(), RefusalLedger(self.engine))
+        return found[1]
+
+    def flush_refusals(self) -> None:
+        """Write the refusals this process counted and has not written yet (at exit)."""
+        found = self._refusals
+        if found is not None and found[0] == os.getpid():
+            found[1].flush()
 
     def _ingest_parts(self) -> tuple[int, EventWriter, Waker]:
         parts = self._ingest

@@ -68,6 +68,10 @@ class ProviderSettings(BaseModel):
             )
         }
 
+    def has_credentials(self) -> bool:
+        """True once any credential is set (the provider is meant to be used)."""
+        return bool(self.client_id) or any(v is not None for v in self.secrets().values())
+
     @property
     def webhook_secrets(self) -> list[bytes]:
         """The inbound signing secrets, newest first; several while rotating."""
@@ -151,6 +155,10 @@ class Settings(BaseSettings):
     def provider(self, name: str) -> ProviderSettings:
         """One provider's settings by name."""
         return getattr(self.providers, name)
+
+    def configured_providers(self) -> list[str]:
+        """The providers given any credential, in the registry's order."""
+        return [n for n in ProvidersSettings.model_fields if self.provider(n).has_credentials()]
 
 
 def refuse_placeholders(settings: Settings) -> None:

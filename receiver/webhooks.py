@@ -193,6 +193,7 @@ def _take_in(
         )
     except AuthenticationError as exc:
         inc(AUTH_FAILURES, provider.name, exc.reason)
+        services.refusals.record(provider.name, exc.reason)  # in memory: never delays the 401
         answer = json_response({"error": "authentication failed"}, 401)
         return Taken(provider, None, answer, {"reason": exc.reason})
     except StoreUnavailableError:

@@ -190,7 +190,11 @@ def test_bulk_replay_after_a_key_fix_does_exactly_what_its_dry_run_showed(
 
     new_entries = audit_rows(engine)[len(audit_before) :]
     operator = [e for e in new_entries if e.source == "operator"]
-    assert [(e.actor, e.subject) for e in operator] == [("operator:alice", "replay")]
+    assert [(e.actor, e.subject) for e in operator] == [("operator:alice", "replay")] * 2
+    assert operator[1].reason == (
+        f"bulk replay {final['id']} finished after 6 of 6 event(s) (applied 3, superseded 2, "
+        "quarantined 0, failed 1, deferred 0)"
+    )
     replayed = {
         (e.subject, e.session_id if e.subject == "session" else e.user_ref)
         for e in new_entries
@@ -307,6 +311,8 @@ def test_replay_with_a_budget_resumes_from_its_cursor(api, make_services, engine
     replay_id = int(first.output.split("verihook replay --resume ")[1].split()[0])
     assert_exactly_once(engine, replay_id, 10)
     assert replay_row(engine, replay_id).state == "running"
+    paused = [e.reason for e in audit_rows(engine) if e.source == "operator"]
+    assert len(paused) == 1 and paused[0].startswith("started")  # a pause is not an end
 
     rest = runner.invoke(replay, ["--resume", str(replay_id), "--batch-size", "7"], env=env)
     assert rest.exit_code == 0, rest.output
@@ -317,7 +323,9 @@ def test_replay_with_a_budget_resumes_from_its_cursor(api, make_services, engine
     again = runner.invoke(replay, ["--resume", str(replay_id)], env=env)
     assert "done already" in again.output and len(audit_rows(engine)) == entries
     operator = [e for e in audit_rows(engine) if e.source == "operator"]
-    assert len(operator) == 1 and operator[0].actor.startswith("operator:cli-")
+    assert len(operator) == 2 and operator[0].actor.startswith("operator:cli-")
+    assert operator[0].reason.startswith(f"started bulk replay {replay_id} of 30 event(s)")
+    assert operator[1].reason.startswith(f"bulk replay {replay_id} finished after 30 of 30")
 
 
 def test_replay_job_hands_over_to_a_fresh_job_until_done(api, make_services, engine):  # type: ignore[no-untyped-def]

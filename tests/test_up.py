@@ -138,9 +138,7 @@ def assert_clean_stop(up: Up) -> None:
         Redis(unix_socket_path=str(socket), socket_timeout=1).ping()
 
 
-def test_first_run_simulates_every_provider_and_settles_a_session(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_first_run_simulates_every_provider_and_settles_a_session(tmp_path: Path) -> None:
     with verihook_up(tmp_path) as up:
         block = up.wait_for("status: verified")
         assert "started the five provider\nsimulators on 127.0.0.1" in block
@@ -153,20 +151,13 @@ def test_first_run_simulates_every_provider_and_settles_a_session(
         assert token and control, block
         assert re.search(rf"idvapi +webhook  POST {up.url}/webhooks/idvapi/\S+", block)
 
-        api = httpx.Client(base_url=up.url, headers={"Authorization": f"Bearer {token[1]}"})
-        request.addfinalizer(api.close)
-        created = api.post(
-            "/api/v1/sessions", json={"provider": "idvapi", "user_ref": "first-user"}
+        tried = subprocess.run(  # the block's three commands, as a user pastes them
+            ["bash", "-c", try_it_commands(block)], capture_output=True, text=True, timeout=60
         )
-        assert created.status_code == 201, created.text
-        finished = httpx.post(
-            f"{control[1]}/sessions/first-user/script", json={"outcome": "verified"}
-        )
-        assert finished.status_code == 202, finished.text
-        deadline = time.monotonic() + 30
-        while api.get("/api/v1/users/first-user").json().get("status") != "verified":
-            assert time.monotonic() < deadline, up.output()
-            time.sleep(0.3)
+        assert tried.returncode == 0, (tried.stdout, tried.stderr, up.output())
+        answers = json_objects(tried.stdout)
+        assert answers[0]["session_id"] == "first-user", tried.stdout
+        assert (answers[-1]["user_ref"], answers[-1]["status"]) == ("first-user", "verified")
 
         up.signal(signal.SIGINT)
         assert_clean_stop(up)
@@ -174,6 +165,21 @@ def test_first_run_simulates_every_provider_and_settles_a_session(
         assert "stopping (Ctrl-C again to force)" in output
         for routine in ("Running job", "executed successfully", "Job OK", "HTTP Request:"):
             assert routine not in output, f"{routine!r} logged at the default level:\n{output}"
+
+
+def try_it_commands(block: str) -> str:
+    """The shell commands of the block's "Try it" part (its indented lines, comments kept)."""
+    lines = block.split("watch verihook settle it from the provider's webhook:\n", 1)[1]
+    return "\n".join(line for line in lines.splitlines() if line.startswith("  "))
+
+
+def json_objects(text: str) -> list[dict[str, object]]:
+    """The JSON objects printed one after the other (curl adds no line break of its own)."""
+    decoder, found, index = json.JSONDecoder(), [], 0
+    while (index := text.find("{", index)) >= 0:
+        value, index = decoder.raw_decode(text, index)
+        found.append(value)
+    return found
 
 
 def test_configured_provider_means_no_simulators_and_sigterm_stops_cleanly(tmp_path: Path) -> None:

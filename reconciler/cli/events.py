@@ -16,6 +16,7 @@ import click
 from receiver.store.db import transaction
 from receiver.store.models import EventState
 from receiver.terminal import echo, safe, safe_json, safe_text
+from reconciler.cli.answers import confirm_or_stop, indented_json
 from reconciler.cli.common import engine_or_exit, services_or_exit
 from reconciler.event_queries import (
     DEFAULT_LIMIT,
@@ -170,7 +171,7 @@ def events_show(event_id: int, redacted: bool, as_json: bool) -> None:
     for name, value in delivery["query"]:
         echo(f"  ?{safe(name)}={safe(value)}")
     echo("")
-    echo(safe_text(delivery["body"]))
+    echo(safe_text(indented_json(delivery["body"]) or delivery["body"]))
 
 
 @events.command("replay")
@@ -195,6 +196,8 @@ def events_replay(event_id: int, dry_run: bool, as_json: bool) -> None:
     click.echo(
         f"event {event_id} was {outcome['state_before']}, {verb} {outcome['event']['state']}"
     )
+    if outcome["event"]["state"] == EventState.QUARANTINED:
+        echo(f"  why: {safe(outcome['event']['parse_error'])}")
     _echo_changes(outcome)
 
 
@@ -303,7 +306,7 @@ def _bulk(
         click.echo("nothing to replay")
         return
     if not yes:
-        click.confirm(f"Replay these {effect['total']} event(s)?", abort=True)
+        confirm_or_stop(f"Replay these {effect['total']} event(s)?")
     row = _computed(lambda: create_replay(services, flt, actor_name=cli_actor_name()))
     assert row.id is not None
     if background:

@@ -30,12 +30,7 @@ WHERE = {
 
 def configured_providers(settings: Settings) -> list[str]:
     """Providers given any credential (each one's endpoints answer only when it has them)."""
-    return [
-        name
-        for name in PROVIDER_NAMES
-        if settings.provider(name).client_id
-        or any(value is not None for value in settings.provider(name).secrets().values())
-    ]
+    return settings.configured_providers()
 
 
 def wants_simulators(settings: Settings) -> bool:
@@ -100,7 +95,8 @@ def _dev_token(env: dict[str, str], settings: Settings) -> str | None:
 
 
 def try_it(url: str, token: str, control_url: str) -> list[str]:
-    """Three commands: create a session, let the simulator finish it, watch it settle."""
+    """Three commands: create a session, let the simulator finish it, wait until it settled
+    (the user is unknown, 404, until the provider's webhook has been applied)."""
     auth = f"-H 'Authorization: Bearer {token}'"
     body = f'{{"provider":"idvapi","user_ref":"{EXAMPLE_USER}"}}'
     return [
@@ -110,5 +106,6 @@ def try_it(url: str, token: str, control_url: str) -> list[str]:
         f"       -d '{body}' {url}/api/v1/sessions",
         "  curl -s -H 'Content-Type: application/json' -d '{\"outcome\":\"verified\"}' \\",
         f"       {control_url}/sessions/{EXAMPLE_USER}/script",
-        f"  curl -s {auth} {url}/api/v1/users/{EXAMPLE_USER}   # status: verified",
+        f"  until curl -sf {auth} {url}/api/v1/users/{EXAMPLE_USER}; do sleep 1; done",
+        "       # 404 (user unknown) until the webhook is applied, then the user, status: verified",
     ]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from receiver.terminal import echo, safe
+from reconciler.cli.answers import confirm_or_stop
 from reconciler.cli.common import engine_or_exit, ref_argument, services_or_exit
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ def users_forget(user_ref: str, yes: bool, at_provider: bool) -> None:
     from reconciler.privacy.lifecycle import forget_user
 
     if not yes:
-        click.confirm(f"Erase every stored piece of personal data of {user_ref!r}?", abort=True)
+        confirm_or_stop(f"Erase every stored piece of personal data of {user_ref!r}?")
     services = services_or_exit()
     try:
         sessions = sessions_of(services, user_ref) if at_provider else []

@@ -28,6 +28,7 @@ import click
 
 from receiver.exceptions import VerihookError
 from receiver.settings import Settings
+from reconciler.cli.bind import refuse_busy_bind
 from reconciler.cli.common import settings_or_exit
 from reconciler.cli.first_run import first_run_block, start_simulators, wants_simulators
 from reconciler.cli.web import gunicorn_command
@@ -200,6 +201,7 @@ def up(bind: str, no_simulators: bool) -> None:
     from receiver.logs import configure_logging
 
     settings = settings_or_exit()
+    refuse_busy_bind(bind, "up")
     configure_logging(settings.log_level)
     stack, url = Stack(), local_url(bind)
     with StopSignals().installed() as stop:

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from reconciler.cli.bind import refuse_busy_bind
 from reconciler.cli.common import services_or_exit
 
 GUNICORN_CONFIG = "python:receiver.gunicorn_conf"
@@ -22,5 +23,6 @@ def gunicorn_command(bind: str) -> list[str]:
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT to serve on.")
 def web(bind: str) -> None:
     """Serve the receiver with gunicorn."""
+    refuse_busy_bind(bind, "web")
     services_or_exit().close()
     os.execv(sys.executable, gunicorn_command(bind))

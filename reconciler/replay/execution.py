@@ -29,6 +29,7 @@ from reconciler.replay.batch import replay_batch
 from reconciler.replay.effects import Effect
 from reconciler.replay.operator_audit import operator_draft
 from reconciler.replay.runs import (
+    audit_end,
     count_matching,
     get_replay,
     lock_replay,
@@ -156,6 +157,7 @@ def _run_batch(services: Services, replay_id: int, limit: int) -> tuple[Replay, 
         if len(ids) < limit:
             row.state, row.finished_at = ReplayState.DONE.value, now
             row.total = row.done
+            audit_end(session, row, "finished")
         session.add(row)
     return row, len(ids), stats
 

@@ -100,15 +100,39 @@ def lock_replay(session: Session, replay_id: int) -> Replay:
 
 
 def mark_failed(services: Services, replay_id: int, error: Exception) -> None:
-    """Record a run's error on its row (logged, never raised, if even that fails)."""
+    """Record a run's error on its row, and its end in the audit history (logged, never raised,
+    if even that fails)."""
     try:
         with transaction(services.engine) as session:
             row = lock_replay(session, replay_id)
             row.state, row.updated_at = ReplayState.FAILED.value, utcnow()
             row.error = f"{type(error).__name__}: {str(error)[:400]}"
             session.add(row)
+            audit_end(session, row, f"stopped on {type(error).__name__}")
     except Exception:
         log.exception("could not mark replay %s failed", replay_id)
+
+
+END_COUNTS = ("applied", "superseded", "quarantined", "failed", "deferred")
+"""The counts a bulk replay's end entry in the audit history gives (from its summary)."""
+
+
+def audit_end(session: Session, row: Replay, how: str) -> None:
+    """The audit entry of a bulk replay's end (finished, or stopped by an error), with its
+    counts, beside the one written when it started; in the caller's transaction."""
+    summary = json.loads(row.summary_json)
+    counts = ", ".join(f"{key} {summary.get(key, 0)}" for key in END_COUNTS)
+    reason = f"bulk replay {row.id} {how} after {row.done} of {row.total} event(s) ({counts})"
+    append_audit(session, [operator_draft(row.created_by, "replay", reason, flt=_filter(row))])
+
+
+def _filter(row: Replay) -> EventFilter | None:
+    """The replay's filter, or None if the stored one no longer reads (a failed run's cause)."""
+    try:
+        stored = json.loads(row.filter_json)
+        return EventFilter.parse({k: v for k, v in stored.items() if v is not None})
+    except (ValueError, AttributeError, FilterError):
+        return None
 
 
 def get_replay(services: Services, replay_id: int) -> Replay:
