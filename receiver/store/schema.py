@@ -3,6 +3,7 @@
 from receiver.store import (  # noqa: F401
     ledger_models,
     models,
+    refusals,
     replay_models,
     token_models,
     trace_models,

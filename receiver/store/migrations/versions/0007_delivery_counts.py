@@ -5,7 +5,7 @@ row per event delivered more than once; `session_polls` keeps the recent checks 
 (time, outcome, the event a new answer was stored as). See receiver/store/trace_models.py.
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-06 11:00:00
 """
 
@@ -16,7 +16,7 @@ import sqlmodel
 from alembic import op
 
 revision = '0007'
-down_revision = '0003'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
