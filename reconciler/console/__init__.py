@@ -20,7 +20,15 @@ from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from receiver.services import get_services
 from receiver.settings import Settings
-from reconciler.console import audit_pages, event_pages, pages, security, sign_in  # noqa: F401
+from reconciler.console import (  # noqa: F401
+    audit_pages,
+    event_pages,
+    pages,
+    replay_pages,
+    security,
+    sign_in,
+    triage_pages,
+)
 from reconciler.console.blueprint import ENABLED_KEY, bp
 
 SESSION_HOURS = 12
