@@ -89,7 +89,7 @@ def needs_attention(engine: Engine, limit: int) -> Attention:
             .order_by(col(InboundEvent.received_at).desc(), col(InboundEvent.id).desc())
             .limit(limit)
         ).scalars()
-        items = [{"kind": "event", "at": utc(e.received_at), **event_json(e)} for e in events]
+        items = [{"item": "event", "at": utc(e.received_at), **event_json(e)} for e in events]
         totals = {
             state: int(count)
             for state, count in session.execute(
@@ -99,7 +99,7 @@ def needs_attention(engine: Engine, limit: int) -> Attention:
             )
         }
     overdue = list_sessions(engine, overdue=True, limit=limit)
-    items += [{"kind": "session", "at": utc(s.updated_at), **session_json(s)} for s in overdue]
+    items += [{"item": "session", "at": utc(s.updated_at), **session_json(s)} for s in overdue]
     items.sort(key=lambda item: item["at"], reverse=True)
     return Attention(
         items=items[:limit],
