@@ -76,7 +76,7 @@ def bulk_dry_run():  # type: ignore[no-untyped-def]
         effect=effect,
         description=flt.describe(),
         fields=form_fields(flt),
-        events_url=url_for("console.events", **form_fields(flt)),
+        events_url=url_for("console.events", **dict[str, Any](form_fields(flt))),
     )
 
 
@@ -121,10 +121,9 @@ def replay_run(replay_id: int):  # type: ignore[no-untyped-def]
     except NotFound:
         return error_page(404, "No such replay", f"No bulk replay has id {replay_id}.")
     shown = replay_json(row)
+    listed: dict[str, Any] = form_fields(EventFilter.parse(_stored(shown)))
     return render_template(
-        "console/replay_run.html",
-        run=shown,
-        events_url=url_for("console.events", **form_fields(EventFilter.parse(_stored(shown)))),
+        "console/replay_run.html", run=shown, events_url=url_for("console.events", **listed)
     )
 
 

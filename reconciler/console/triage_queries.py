@@ -37,10 +37,10 @@ def results_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, str
     if ids:
         for event_id, status, decided_by, disposition in session.execute(
             select(
-                ObservationRecord.event_id,
-                ObservationRecord.status,
-                ObservationRecord.decided_by,
-                ObservationRecord.disposition,
+                col(ObservationRecord.event_id),
+                col(ObservationRecord.status),
+                col(ObservationRecord.decided_by),
+                col(ObservationRecord.disposition),
             )
             .where(col(ObservationRecord.event_id).in_(ids))
             .order_by(col(ObservationRecord.id))
@@ -56,7 +56,7 @@ def deliveries_of(session: Session, ids: list[int]) -> dict[int, int]:
     found = dict.fromkeys(ids, 1)
     if ids:
         for event_id, repeats in session.execute(
-            select(DeliveryCount.event_id, DeliveryCount.duplicates).where(
+            select(col(DeliveryCount.event_id), col(DeliveryCount.duplicates)).where(
                 col(DeliveryCount.event_id).in_(ids)
             )
         ):
@@ -93,7 +93,7 @@ def needs_attention(engine: Engine, limit: int) -> Attention:
         totals = {
             state: int(count)
             for state, count in session.execute(
-                select(InboundEvent.state, func.count())
+                select(col(InboundEvent.state), func.count())
                 .where(col(InboundEvent.state).in_(ATTENTION_STATES))
                 .group_by(InboundEvent.state)
             )
@@ -178,7 +178,7 @@ def session_detail(
 
 def _next_check_means(policy: Policy | None, shown: dict[str, Any]) -> str:
     if shown["next_check_at"] is None:
-        return "none: settled, overdue or stopped (reconcile now still asks the provider)"
+        return "none: settled, overdue, expired or stopped"
     if policy is None or policy.mode is Mode.POLL:
         return "the next status poll"
     if policy.mode is Mode.FALLBACK:
@@ -192,10 +192,10 @@ def refusals_by_reason(engine: Engine, window: timedelta = REFUSALS_WINDOW) -> l
     with transaction(engine) as session:
         rows = session.execute(
             select(
-                RefusalCount.provider,
-                RefusalCount.reason,
-                func.sum(RefusalCount.count),
-                func.max(RefusalCount.last_at),
+                col(RefusalCount.provider),
+                col(RefusalCount.reason),
+                func.sum(col(RefusalCount.count)),
+                func.max(col(RefusalCount.last_at)),
             )
             .where(col(RefusalCount.bucket_start) >= since)
             .group_by(RefusalCount.provider, RefusalCount.reason)
