@@ -7,8 +7,8 @@ CSRF token. Every answer carries a strict Content-Security-Policy (no script at 
 security headers; pages with data are never cached. See `security.py`.
 
 `init_app(app)` registers the blueprint (`blueprint.py`; its routes are in `pages.py`,
-`event_pages.py`, `audit_pages.py` and `sign_in.py`) and configures the session cookie and its
-signing key (`secret.py`).
+`event_pages.py`, `replay_pages.py`, `triage_pages.py`, `audit_pages.py` and `sign_in.py`) and
+configures the session cookie and its signing key (`secret.py`).
 """
 
 from __future__ import annotations
