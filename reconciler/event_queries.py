@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col
 
@@ -25,13 +25,17 @@ from receiver.store.models import EventState, InboundEvent, utcnow
 
 PROVIDER_NAMES = tuple(ProvidersSettings.model_fields)
 """Every provider verihook knows (the registry's names, without importing the providers)."""
-FILTER_KEYS = ("provider", "state", "session_id", "user_ref", "since", "until")
+FILTER_KEYS = ("provider", "state", "session_id", "user_ref", "since", "until", "search")
 LIST_KEYS = (*FILTER_KEYS, "limit", "cursor")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 RELATIVE_TIME = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
 MAX_ID = 2**63 - 1
 """Event and replay ids are 64-bit; anything larger names nothing."""
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+CHECK_ID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+"""An idvapi check id (a UUID): its events' dedupe keys are `check:<id>:<content hash>`."""
+EVENT_ID_PREFIXES = ("", "evt:")
+"""How a provider's own event id appears in a dedupe key (Contiguity's `evt_…` → `evt:evt_…`)."""
 
 
 class FilterError(ValueError):
@@ -82,7 +86,8 @@ def _ref(name: str, value: Any) -> str:
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Which stored events: by provider(s), state(s), session, user, received_at window."""
+    """Which stored events: by provider(s), state(s), session, user, received_at window, and a
+    search term (an event id, a provider event id, a dedupe key or a session id)."""
 
     providers: tuple[str, ...] = ()
     states: tuple[str, ...] = ()
@@ -90,6 +95,7 @@ class EventFilter:
     user_ref: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    search: str | None = None
 
     @classmethod
     def parse(cls, values: Mapping[str, Any], *, now: datetime | None = None) -> EventFilter:
@@ -110,6 +116,7 @@ class EventFilter:
             user_ref=_ref("user_ref", given["user_ref"]) if "user_ref" in given else None,
             since=parse_time("since", given["since"], now) if "since" in given else None,
             until=parse_time("until", given["until"], now) if "until" in given else None,
+            search=_ref("search", given["search"]).strip() if "search" in given else None,
         )
         if flt.since and flt.until and flt.since >= flt.until:
             raise FilterError("since must be before until")
@@ -120,8 +127,9 @@ class EventFilter:
         return self == EventFilter()
 
     def to_json(self) -> dict[str, Any]:
-        """The filter with absolute times (a relative `since` is resolved once, here)."""
-        return {
+        """The filter with absolute times (a relative `since` is resolved once, here); `search`
+        only when given."""
+        found = {
             "provider": list(self.providers) or None,
             "state": list(self.states) or None,
             "session_id": self.session_id,
@@ -129,6 +137,7 @@ class EventFilter:
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
         }
+        return {**found, "search": self.search} if self.search else found
 
     def describe(self) -> str:
         """A short human description (for audit reasons and CLI output)."""
@@ -154,7 +163,31 @@ class EventFilter:
             found.append(col(InboundEvent.received_at) >= self.since)
         if self.until is not None:
             found.append(col(InboundEvent.received_at) < self.until)
+        if self.search:
+            found.append(search_clause(self.search))
         return found
+
+
+def search_clause(term: str) -> Any:
+    """Events whose id, dedupe key, provider event id or session id is `term`.
+
+    Each branch names the providers so that PostgreSQL can use the (provider, dedupe_key) and
+    (provider, session_id) indexes rather than read the whole table.
+    """
+    providers = col(InboundEvent.provider).in_(PROVIDER_NAMES)
+    keys = [prefix + term for prefix in EVENT_ID_PREFIXES]
+    branches = [
+        and_(providers, col(InboundEvent.dedupe_key).in_(keys)),
+        and_(providers, col(InboundEvent.session_id) == term),
+    ]
+    if CHECK_ID.match(term):
+        pattern = f"check:{term}:%"  # a UUID: no LIKE wildcard in it
+        branches.append(
+            and_(col(InboundEvent.provider) == "idvapi", col(InboundEvent.dedupe_key).like(pattern))
+        )
+    if term.isascii() and term.isdigit() and len(term) <= 18:
+        branches.append(col(InboundEvent.id) == int(term))
+    return or_(*branches)
 
 
 def encode_cursor(event_id: int) -> str:

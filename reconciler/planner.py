@@ -154,3 +154,20 @@ def after_failure(
     if retry_after is not None:
         wait = max(wait, timedelta(seconds=retry_after))
     return now + wait
+
+
+def overdue_reason(policy: Policy, facts: SessionFacts, now: datetime) -> str:
+    """Why `decide` flags a session overdue (for people: the console's session page)."""
+    if policy.mode is Mode.NONE:
+        return (
+            f"no final webhook within {policy.webhook_deadline:.0f} s of the last news, and "
+            "this provider has no status endpoint to ask: chase it with the provider"
+        )
+    if now >= facts.created_at + timedelta(seconds=policy.ttl):
+        return f"no verdict within the session's lifetime ({policy.ttl:.0f} s after creation)"
+    if policy.mode is Mode.FALLBACK and facts.poll_attempts >= policy.max_fallback_polls:
+        return (
+            f"{facts.poll_attempts} status polls after the webhook deadline brought no final "
+            f"answer (at most {policy.max_fallback_polls} are made)"
+        )
+    return "flagged overdue earlier; by today's policy it would be polled again"

@@ -2,8 +2,9 @@
 
 A poll answer goes the same way as a webhook: stored as an inbound event (source `poll`) with
 an outbox row, applied by the workers. An answer that says nothing new costs no write beyond the
-session's next check time. Claiming is a conditional update on `next_check_at`, so a due time is
-polled once even if two schedulers overlap during a leader change.
+session's next check time and the check's line in `session_polls` (the last POLLS_KEPT per
+session, for the console's session page). Claiming is a conditional update on `next_check_at`,
+so a due time is polled once even if two schedulers overlap during a leader change.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
 
 from receiver.canonical import Source, Status, utc
 from receiver.exceptions import ParseError
@@ -25,6 +27,7 @@ from receiver.services import Services
 from receiver.store.db import transaction
 from receiver.store.events import NewEvent, store_event
 from receiver.store.models import VerificationSession, utcnow
+from receiver.store.trace_models import POLLS_KEPT, SessionPoll
 from reconciler.planner import Action, Policy, SessionFacts, after_failure, after_poll, decide
 
 log = logging.getLogger(__name__)
@@ -79,10 +82,43 @@ def _facts(row: VerificationSession) -> SessionFacts:
     )
 
 
-def _set(services: Services, row: VerificationSession, **values: object) -> None:
+def _set(
+    services: Services,
+    row: VerificationSession,
+    check: tuple[str, datetime, int | None] | None = None,
+    **values: object,
+) -> None:
+    """Update the session; with `check` (outcome, time, event id) record it in the same
+    transaction."""
     table = VerificationSession.__table__  # type: ignore[attr-defined]
     with transaction(services.engine) as session:
-        session.connection().execute(update(table).where(table.c.id == row.id).values(**values))
+        connection = session.connection()
+        connection.execute(update(table).where(table.c.id == row.id).values(**values))
+        if check is not None and row.id is not None:
+            record_check(connection, row.id, *check)
+
+
+def record_check(
+    connection: Connection, session_pk: int, outcome: str, at: datetime, event_id: int | None
+) -> None:
+    """Append a check to a session's recent checks, forgetting all but the newest POLLS_KEPT."""
+    polls = SessionPoll.__table__  # type: ignore[attr-defined]
+    connection.execute(
+        insert(polls).values(
+            session_pk=session_pk, polled_at=at, outcome=outcome[:32], event_id=event_id
+        )
+    )
+    oldest_kept = (
+        select(polls.c.id)
+        .where(polls.c.session_pk == session_pk)
+        .order_by(polls.c.id.desc())
+        .offset(POLLS_KEPT - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    connection.execute(
+        delete(polls).where(polls.c.session_pk == session_pk, polls.c.id < oldest_kept)
+    )
 
 
 def store_poll_answer(
@@ -136,13 +172,16 @@ def reconcile(
         _set(services, row, next_check_at=None)
         return PollOutcome(row.provider, row.session_id, "stopped")
     if action is Action.OVERDUE:
-        _set(services, row, next_check_at=None, overdue=True, updated_at=now)
+        check = ("overdue", now, None)
+        _set(services, row, check, next_check_at=None, overdue=True, updated_at=now)
         log.info("session overdue", extra={"provider": row.provider})
         return PollOutcome(row.provider, row.session_id, "overdue")
     provider = services.providers[row.provider]
     if action is Action.EXPIRE:
-        store_poll_answer(services, provider, row.session_id, b"{}", now, marker=SYNTHETIC_EXPIRY)
-        _set(services, row, next_check_at=None)
+        event_id, _ = store_poll_answer(
+            services, provider, row.session_id, b"{}", now, marker=SYNTHETIC_EXPIRY
+        )
+        _set(services, row, ("expired", now, event_id), next_check_at=None)
         return PollOutcome(row.provider, row.session_id, "expired")
     return _poll(services, http, provider, row, policy, now)
 
@@ -157,11 +196,14 @@ def _poll(
 ) -> PollOutcome:
     attempts = row.poll_attempts + 1
 
-    def backed_off(result: str, retry_after: float | None = None) -> PollOutcome:
+    def backed_off(
+        result: str, retry_after: float | None = None, event_id: int | None = None
+    ) -> PollOutcome:
         """A call that taught us nothing: the next one waits longer."""
         _set(
             services,
             row,
+            (result, now, event_id),
             poll_attempts=attempts,
             last_polled_at=now,
             next_check_at=after_failure(policy, attempts, now, retry_after),
@@ -187,11 +229,12 @@ def _poll(
         else:
             why = f"unexpected {crash_site(exc)} while parsing a status answer"
             log.error("status parser failed; quarantining the answer", extra={"reason": why})
-        store_poll_answer(services, provider, row.session_id, body, now, parse_error=why)
-        return backed_off("quarantined")
+        event_id, _ = store_poll_answer(
+            services, provider, row.session_id, body, now, parse_error=why
+        )
+        return backed_off("quarantined", event_id=event_id)
     new = says_something_new(row, parsed)
-    if new:
-        store_poll_answer(services, provider, row.session_id, body, now)
+    stored = store_poll_answer(services, provider, row.session_id, body, now) if new else None
     first = parsed.observations[0] if parsed.observations else None
     facts = SessionFacts(
         status=first.status if first else Status(row.status),
@@ -202,6 +245,7 @@ def _poll(
     _set(
         services,
         row,
+        ("changed" if new else "unchanged", now, stored[0] if stored else None),
         poll_attempts=attempts,
         last_polled_at=now,
         next_check_at=after_poll(policy, facts, now),

@@ -56,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
 PROCESS_MODULES = frozenset(
     {
         "test_chaos.py",
+        "test_console_a11y.py",
         "test_console_browser.py",
         "test_health_server.py",
         "test_leader.py",

@@ -566,7 +566,8 @@ def test_hostile_values_are_escaped_on_every_page(site, make_services):  # type:
     assert_escaped(text(bad_filter), "<script>x</script>")
 
     result = operator.post(
-        f"/console/events/{ids['failed']}/replay", data={"csrf_token": page_csrf(operator)}
+        f"/console/events/{ids['failed']}/replay",
+        data={"csrf_token": page_csrf(operator), "confirm": "1"},
     )
     assert result.status_code == 200
     assert_escaped(text(result), HOSTILE_USER, HOSTILE_SESSION)
@@ -587,20 +588,25 @@ def test_replay_button_only_for_operators_and_it_applies_a_failed_event(site, ma
     auditor = signed_in(app, AUDITOR_TOKEN)
     page = text(auditor.get(url))
     assert "b-failed" in page and "DecryptionError" in page
-    assert 'id="replay"' not in page and "/replay" not in page and 'id="show-raw"' not in page
+    assert 'id="dry-run"' not in page and "/replay" not in page and 'id="show-raw"' not in page
     refused = auditor.post(url + "/replay", data={"csrf_token": page_csrf(auditor)})
     assert refused.status_code == 403
     assert event_state(services.engine, event_id) == EventState.FAILED
 
     operator = signed_in(app)
     page = operator.get(url)
-    assert 'id="replay"' in text(page) and 'id="dry-run"' in text(page)
-    dry = operator.post(url + "/replay", data={"csrf_token": csrf_from(page), "dry_run": "1"})
+    # a dry run is the event page's one action; a real replay is offered after it, confirmed
+    assert 'id="dry-run"' in text(page) and 'name="confirm"' not in text(page)
+    csrf = csrf_from(page)
+    dry = operator.post(url + "/replay", data={"csrf_token": csrf, "dry_run": "1"})
     assert dry.status_code == 200 and "Nothing was changed" in text(dry)
-    assert "b-applied" in text(dry)
+    assert "b-applied" in text(dry) and 'id="confirm-replay"' in text(dry)
+    assert event_state(services.engine, event_id) == EventState.FAILED
+    unconfirmed = operator.post(url + "/replay", data={"csrf_token": csrf})
+    assert "Nothing was changed" in text(unconfirmed)  # no confirm=1: still a dry run
     assert event_state(services.engine, event_id) == EventState.FAILED
 
-    done = operator.post(url + "/replay", data={"csrf_token": csrf_from(page)})
+    done = operator.post(url + "/replay", data={"csrf_token": csrf_from(dry), "confirm": "1"})
     shown = text(done)
     assert done.status_code == 200 and f"Replayed event {event_id}" in shown
     assert re.search(r"b-failed\">failed</span> → <span class=\"badge b-applied\">applied", shown)

@@ -1,9 +1,11 @@
 """The console end to end in a real headless chromium, against the app on a live socket.
 
-An operator signs in, filters the events by state=failed, opens the failed event (produced for
-real: applied with a keyring that lacks its key), clicks Replay and sees it applied, opens the
-user's timeline, then the audit view, and runs Verify. A screenshot of every step goes to
-test-artifacts/console/. The page must never trip the Content-Security-Policy.
+An operator signs in, opens Needs attention and finds the failed event (produced for real: applied
+with a keyring that lacks its key), filters the events by two states and searches them, dry-runs
+a bulk replay, opens the failed event, dry-runs its replay, confirms it and sees it applied, opens
+the session's page and reconciles it now, then the user's timeline, the audit view, and Verify.
+A screenshot of every step goes to test-artifacts/console/. The page must never trip the
+Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -80,28 +82,67 @@ def test_operator_replays_a_failed_event_in_a_real_browser(
             assert "env-operator-1" in page.inner_text("header")
             shot("overview")
 
+            page.click("nav >> text=Needs attention")
+            page.wait_for_url("**/console/attention")
+            assert page.inner_text("#total-failed .value") == "1"
+            attention = page.locator("#attention tbody tr")
+            assert attention.count() == 1 and "DecryptionError" in attention.first.inner_text()
+            shot("attention")
+
             page.click("nav >> text=Events")
-            page.select_option("#event-filters select[name=state]", "failed")
+            page.check("#state-filter input[value=failed]")
+            page.check("#state-filter input[value=quarantined]")
             page.click("#event-filters button[type=submit]")
-            page.wait_for_url("**state=failed**")
+            page.wait_for_url("**state=failed&state=quarantined**")
             rows = page.locator("#events tbody tr")
             assert rows.count() == 1
             assert "failed" in rows.first.inner_text()
             shot("events-failed")
+            page.click("#bulk-dry-run")
+            page.wait_for_selector("#bulk-effect")
+            assert "1 event match" in page.inner_text("#bulk-effect")
+            assert page.locator("#bulk-confirm").is_visible()
+            shot("bulk-dry-run")
+
+            page.goto(f"{server.url}/console/events")
+            page.fill("#search", "vs_browser")
+            page.click("#event-filters button[type=submit]")
+            page.wait_for_url("**search=vs_browser**")
+            assert page.locator("#events tbody tr").count() == 1
 
             page.click(f'#events a[href="/console/events/{event_id}"]')
             page.wait_for_url(f"**/console/events/{event_id}")
             assert "DecryptionError" in page.inner_text("#errors")
+            assert page.locator("#replay").count() == 0  # no one-click real replay
             shot("failed-event")
 
-            page.click("#replay")
+            page.click("#dry-run")
             page.wait_for_selector("#replay-result")
+            assert "Nothing was changed" in page.inner_text("main")
+            assert "failed → applied" in page.inner_text("#replay-result")
+            shot("dry-run")
+            page.click("#confirm-replay")
+            page.wait_for_selector("h1:has-text('Replayed event')")
             result = page.inner_text("#replay-result")
             assert "failed → applied" in result, result
             assert "1 applied" in result
             shot("replayed")
 
-            page.click(f'#users-changed a:text-is("{USER}")')
+            page.click('#sessions-changed a:text-is("vs_browser")')
+            page.wait_for_url("**/console/sessions/contiguity/vs_browser")
+            assert "verified" in page.inner_text("#session-facts")
+            assert page.locator("#history tbody tr").count() == 1
+            shot("session")
+            user_link = page.locator(f'#session-facts a:text-is("{USER}")').get_attribute("href")
+
+            page.goto(f"{server.url}/console/sessions/contiguity/vs_ok0")  # still in flight
+            page.click("#reconcile-now")  # the provider is unreachable here: a check is recorded
+            page.wait_for_selector("#reconciled")
+            assert "provider_unavailable" in page.inner_text("#reconciled")
+            assert "provider unavailable" in page.inner_text("#polls")
+            shot("session-reconciled")
+
+            page.goto(f"{server.url}{user_link}")
             page.wait_for_url("**/console/timeline?user_ref=user-browser")
             assert "verified" in page.inner_text("#user")
             assert page.locator("#user-audit tbody tr").count() >= 2

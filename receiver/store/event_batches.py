@@ -2,14 +2,16 @@
 path, on the driver's own connection (no ORM session; one statement per batch on PostgreSQL).
 
 `prepare_event` does the per-delivery work (encryption) in the request's own thread;
-`write_events` stores prepared rows together. The schema is the models' (receiver/store/models.py
-and the migrations); these statements name its columns.
+`write_events` stores prepared rows together; a delivery already stored (a duplicate) is looked
+up and counted in `delivery_counts` by one statement (receiver/store/trace_models.py). The schema
+is the models' (receiver/store/models.py and the migrations); these statements name its columns.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -106,10 +108,22 @@ SELECT id, provider, dedupe_key FROM new_event
 """PostgreSQL: every row of a batch and their outbox rows in one statement, whatever the batch
 size (one array per column), so the driver prepares it once per connection."""
 
-_POSTGRES_STORED = """
-SELECT id, provider, dedupe_key FROM inbound_events
-WHERE (provider, dedupe_key) IN (SELECT * FROM unnest(%(provider)s::text[], %(key)s::text[]))
+_POSTGRES_REPEATED = """
+WITH repeated AS (
+    SELECT * FROM unnest(%(provider)s::text[], %(key)s::text[], %(n)s::int[])
+        AS r(provider, dedupe_key, n)
+), found AS (
+    SELECT e.id, e.provider, e.dedupe_key, r.n
+    FROM inbound_events e JOIN repeated r USING (provider, dedupe_key)
+), counted AS (
+    INSERT INTO delivery_counts (event_id, duplicates, last_at)
+    SELECT id, n, %(now)s FROM found
+    ON CONFLICT (event_id) DO UPDATE
+    SET duplicates = delivery_counts.duplicates + excluded.duplicates, last_at = excluded.last_at
+)
+SELECT id, provider, dedupe_key FROM found
 """
+"""PostgreSQL: the ids of events delivered again, and their repeats counted, in one statement."""
 
 _SQLITE_COLUMNS = (*_ARRAY_TYPES, "updated_at", "attempts")
 _SQLITE_INSERT = (
@@ -122,6 +136,11 @@ _SQLITE_OUTBOX = (
 )
 _RECEIVED_AT = list(_ARRAY_TYPES).index("received_at")
 _SQLITE_STORED = "SELECT id FROM inbound_events WHERE provider = ? AND dedupe_key = ?"
+_SQLITE_REPEATED = (
+    "INSERT INTO delivery_counts (event_id, duplicates, last_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (event_id) DO UPDATE SET duplicates = duplicates + excluded.duplicates, "
+    "last_at = excluded.last_at"
+)
 
 
 def write_events(
@@ -131,10 +150,11 @@ def write_events(
 
     `connection` is a DBAPI connection (psycopg or sqlite3): the hot path skips SQLAlchemy's
     per-statement work. The caller owns the transaction (on PostgreSQL's autocommit connection
-    the one insert statement is its own). A (provider, dedupe key) already stored, or repeated
-    within `rows`, answers the stored id with `created=False`.
+    each statement is its own). A (provider, dedupe key) already stored, or repeated within
+    `rows`, answers the stored id with `created=False`, and each such repeat is counted.
     """
     unique = list({row.key: row for row in reversed(rows)}.values())[::-1]
+    times = Counter(row.key for row in rows)
     cursor = connection.cursor()
     try:
         if dialect.name == "postgresql":
@@ -142,9 +162,9 @@ def write_events(
         else:
             created = _insert_sqlite(cursor, unique, _sqlite_datetime(dialect))
         known = dict(created)
-        missing = [row.key for row in unique if row.key not in known]
-        if missing:
-            known.update(_stored_ids(cursor, missing, dialect.name))
+        repeats = {key: n - (key in created) for key, n in times.items() if n - (key in created)}
+        if repeats:
+            known.update(_count_repeats(cursor, repeats, dialect))
     finally:
         cursor.close()
     first_of: dict[tuple[str, str], int] = {}
@@ -184,19 +204,28 @@ def _insert_sqlite(
     return created
 
 
-def _stored_ids(
-    cursor: Any, keys: list[tuple[str, str]], dialect: str
+def _count_repeats(
+    cursor: Any, repeats: dict[tuple[str, str], int], dialect: Dialect
 ) -> dict[tuple[str, str], int]:
-    """The ids of already stored events, by (provider, dedupe key)."""
-    if dialect == "postgresql":
+    """The ids of events delivered again, by (provider, dedupe key), their repeats counted."""
+    if dialect.name == "postgresql":
+        keys = list(repeats)
         cursor.execute(
-            _POSTGRES_STORED, {"provider": [p for p, _ in keys], "key": [k for _, k in keys]}
+            _POSTGRES_REPEATED,
+            {
+                "provider": [p for p, _ in keys],
+                "key": [k for _, k in keys],
+                "n": [repeats[key] for key in keys],
+                "now": utcnow(),
+            },
         )
         return {(p, k): int(i) for i, p, k in cursor.fetchall()}
+    now = _sqlite_datetime(dialect)(utcnow())
     found = {}
-    for key in keys:
+    for key, n in repeats.items():
         cursor.execute(_SQLITE_STORED, key)
         found[key] = int(cursor.fetchone()[0])
+        cursor.execute(_SQLITE_REPEATED, (found[key], n, now))
     return found
 
 

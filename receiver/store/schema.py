@@ -6,4 +6,5 @@ from receiver.store import (  # noqa: F401
     refusals,
     replay_models,
     token_models,
+    trace_models,
 )

@@ -10,8 +10,8 @@ Content-Security-Policy (no script at all) and the other security headers; pages
 never cached. See `security.py`.
 
 `init_app(app)` registers the blueprint (`blueprint.py`; its routes are in `pages.py`,
-`event_pages.py`, `audit_pages.py` and `sign_in.py`) and configures the session cookie and its
-signing key (`secret.py`).
+`event_pages.py`, `replay_pages.py`, `triage_pages.py`, `audit_pages.py` and `sign_in.py`) and
+configures the session cookie and its signing key (`secret.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from receiver.services import get_services
 from receiver.settings import Settings
-from reconciler.console import audit_pages, event_pages, pages, security, sign_in  # noqa: F401
+from reconciler.console import (  # noqa: F401
+    audit_pages,
+    event_pages,
+    pages,
+    replay_pages,
+    security,
+    sign_in,
+    triage_pages,
+)
 from reconciler.console.blueprint import ENABLED_KEY, bp
 
 

@@ -96,16 +96,43 @@ class ConsoleSignInForm(ConsoleCsrfForm):
 
 
 class ConsoleReplayForm(ConsoleCsrfForm):
-    """Replay one event."""
+    """Replay one event: a dry run unless `confirm` is 1."""
 
-    dry_run: Literal["1"] = absent("1 for a dry run (nothing is changed)")
+    dry_run: Literal["1"] = absent("1 for a dry run (nothing is changed; the default)")
+    confirm: Literal["1"] = absent("1: replay for real (after a dry run)")
+
+
+class ConsoleFilterForm(ConsoleCsrfForm):
+    """A bulk replay's filter, as on the events page."""
+
+    provider: Name = absent("only this provider")
+    state: Text = absent("only these states (comma-separated)")
+    session_id: Ref = absent("only this provider session")
+    user_ref: Ref = absent("only this user")
+    since: Short = absent("ISO 8601 time or an age (30m, 2h, 7d)")
+    until: Short = absent("ISO 8601 time or an age")
+    search: Ref = absent("an event id, provider event id, dedupe key or session id")
+
+
+class ConsoleBulkReplayForm(ConsoleFilterForm):
+    """Start a bulk replay after its dry run."""
+
+    confirm: Literal["1"] = Field(description="1: the operator saw the dry run and confirms")
+
+
+class ConsoleReconcileForm(ConsoleCsrfForm):
+    """Reconcile one session now."""
+
+    provider: Name = Field(description="the session's provider")
+    session_id: Ref = Field(description="the provider's session id")
 
 
 class ConsoleEventsQuery(BaseModel):
     """The events page's filters and page."""
 
     provider: Name = absent("only this provider")
-    state: Name = absent("only this state")
+    state: list[Name] = absent("only these states (repeated, or comma-separated)")
+    search: Ref = absent("an event id, provider event id, dedupe key or session id")
     session_id: Ref = absent("only this provider session")
     user_ref: Ref = absent("only this user")
     since: Short = absent("ISO 8601 time or an age (30m, 2h, 7d)")

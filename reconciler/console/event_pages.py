@@ -1,4 +1,5 @@
-"""The console's event pages: stored events (filtered, in pages), one event, and its replay.
+"""The console's event pages: stored events (filtered, searched, in pages), one event, and its
+replay: a dry run first, a real replay only when confirmed (`confirm=1`).
 
 Data comes from the functions the API and the CLI use (reconciler.event_queries,
 reconciler.replay); templates escape everything (Jinja autoescape, never `|safe`).
@@ -14,6 +15,7 @@ from flask import render_template, request, url_for
 from receiver.providers import REGISTRY
 from receiver.services import get_services
 from receiver.store.db import transaction
+from reconciler.console import triage_queries
 from reconciler.console.blueprint import bp
 from reconciler.console.docs import (
     BAD_INPUT,
@@ -26,7 +28,7 @@ from reconciler.console.docs import (
     page_answers,
 )
 from reconciler.console.pages import EVENT_STATES, query_args
-from reconciler.console.security import error_page, operator_only, principal
+from reconciler.console.security import error_page, is_operator, operator_only, principal
 from reconciler.event_queries import (
     FILTER_KEYS,
     MAX_ID,
@@ -39,6 +41,19 @@ from reconciler.event_queries import (
 from reconciler.replay.execution import replay_event
 from reconciler.replay.shaping import show_event
 
+LISTED = ("provider", "state")
+"""Filters that may be given several times (or comma-separated): joined with commas."""
+
+
+def event_filters() -> dict[str, str]:
+    """The events filters of this request, several states (or providers) joined by commas."""
+    found = query_args(FILTER_KEYS)
+    for name in LISTED:
+        values = [v.strip() for v in request.args.getlist(name) if v.strip()]
+        if values:
+            found[name] = ",".join(dict.fromkeys(",".join(values).split(",")))
+    return found
+
 
 @bp.get("/events")
 @console_route(
@@ -49,7 +64,7 @@ def events():  # type: ignore[no-untyped-def]
 
     Events with filters and cursor pagination (the API's own query).
     """
-    filters = query_args(FILTER_KEYS)
+    filters = event_filters()
     params: dict[str, str] = dict(filters)
     limit = request.args.get("limit", "").strip()
     if limit:
@@ -65,6 +80,11 @@ def events():  # type: ignore[no-untyped-def]
         with transaction(get_services().engine) as session:
             found, next_cursor = list_events(session, wanted)
             rows = [event_json(row) for row in found]
+            ids = [row["id"] for row in rows]
+            results = triage_queries.results_of(session, ids)
+            deliveries = triage_queries.deliveries_of(session, ids)
+        for row in rows:
+            row["results"], row["deliveries"] = results[row["id"]], deliveries[row["id"]]
         if next_cursor:
             next_url = url_for("console.events", **params, cursor=next_cursor)
     page = render_template(
@@ -75,9 +95,11 @@ def events():  # type: ignore[no-untyped-def]
         page_sizes=PAGE_SIZES,
         providers=sorted(REGISTRY),
         states=EVENT_STATES,
+        chosen_states=set(filters.get("state", "").split(",")),
         problem=problem,
         next_url=next_url,
         first_url=url_for("console.events", **params) if cursor else None,
+        can_bulk_replay=is_operator() and bool(filters) and not problem,
     )
     return page, 400 if problem else 200
 
@@ -111,6 +133,9 @@ def event(event_id: int):  # type: ignore[no-untyped-def]
     except NotFound:
         return error_page(404, "No such event", f"No event has id {event_id}.")
     delivery = shown["delivery"]
+    with transaction(get_services().engine) as session:
+        shown["deliveries"] = triage_queries.deliveries_of(session, [event_id])[event_id]
+        shown["last_repeat_at"] = triage_queries.last_repeat_at(session, event_id)
     return render_template(
         "console/event.html",
         event=shown,
@@ -131,13 +156,14 @@ def event(event_id: int):  # type: ignore[no-untyped-def]
 )
 @operator_only
 def replay(event_id: int):  # type: ignore[no-untyped-def]
-    """Console: replay one event now, or dry-run it (operators)
+    """Console: dry-run one event's replay, or replay it when confirmed (operators)
 
-    Replays with the worker's code (audited as this operator) and shows the effect.
+    A dry run unless the form says `confirm=1` (the dry run's page offers that button): replays
+    with the worker's code (audited as this operator) and shows the effect.
     """
     if event_id > MAX_ID:
         return error_page(404, "No such event", f"No event has id {event_id}.")
-    dry_run = request.form.get("dry_run") == "1"
+    dry_run = request.form.get("confirm") != "1" or request.form.get("dry_run") == "1"
     try:
         outcome = replay_event(
             get_services(), event_id, actor_name=principal().name, dry_run=dry_run
