@@ -548,18 +548,19 @@ def spreadsheet_rows(csv_text: str) -> list[list[str]]:
     return list(csv.reader(csv_text.splitlines(keepends=True)))
 
 
-def test_csv_cells_starting_with_tab_or_cr_or_holding_a_cr_cannot_run_as_formulas(api):  # type: ignore[no-untyped-def]
-    """A user ref from a provider payload with a tab or a carriage return: every cell is
-    quoted, so a CR inside one stays inside it (RFC 4180), and a cell starting with one is
-    prefixed like `=`. Was: `'\\r=…` written unquoted, so the CR ended the row and `=HYPERLINK`
-    began the next one as a formula."""
+def test_csv_formula_refs_from_the_api_are_prefixed_and_control_characters_refused(api):  # type: ignore[no-untyped-def]
+    """User refs that read as formulas reach the export through the API and are prefixed with
+    `'`; refs holding a tab, CR or LF no longer enter at all (one input rule, issue 18)."""
     services, client = api
-    refs = ('u\r=HYPERLINK("http://x.invalid","y")', "\r@SUM(A1)", "\t=1+1", "\n-2", "+3")
+    refs = ('=HYPERLINK("http://x.invalid","y")', "@SUM(A1)", "-2", "+3")
     for index, ref in enumerate(refs):  # the backend registers a session under that ref
         session = {"provider": "contiguity", "session_id": f"vs_csv{index}", "user_ref": ref}
         registered = client.post("/api/v1/sessions", json=session, headers=BACKEND)
         assert registered.status_code == 201, registered.get_data(as_text=True)
         deliver(services, client, "verified", f"vs_csv{index}", "plain-ref", 100 + index)
+    for ref in ('u\r=HYPERLINK("http://x.invalid","y")', "\t=1+1", "\n-2"):
+        refused = {"provider": "contiguity", "session_id": "vs_csv_bad", "user_ref": ref}
+        assert client.post("/api/v1/sessions", json=refused, headers=BACKEND).status_code == 400
     exported = client.get("/api/v1/audit?format=csv", headers=AUDITOR)
     assert exported.status_code == 200
     rows = spreadsheet_rows(exported.get_data(as_text=True))
@@ -567,8 +568,25 @@ def test_csv_cells_starting_with_tab_or_cr_or_holding_a_cr_cannot_run_as_formula
     cells = [cell for row in rows[1:] for cell in row]
     assert [cell for cell in cells if cell.startswith((*aq.FORMULA_PREFIXES, "\n"))] == []
     user_refs = {row[aq.COLUMNS.index("user_ref")] for row in rows[1:]}
-    assert user_refs >= {refs[0], "'" + refs[1], "'" + refs[2], "'" + refs[3], "'" + refs[4]}
+    assert user_refs >= {"'" + ref for ref in refs}
+
+
+def test_csv_rows_holding_a_cr_or_tab_stay_whole_and_inert() -> None:
+    """Entries written before refs were checked may hold control characters: every cell is
+    quoted, so a CR inside one stays inside it (RFC 4180), and a cell starting with one is
+    prefixed like `=`. Was: `'\\r=…` written unquoted, so the CR ended the row and `=HYPERLINK`
+    began the next one as a formula."""
+    refs = ('u\r=HYPERLINK("http://x.invalid","y")', "\r@SUM(A1)", "\t=1+1", "\n-2", "+3")
+    batch = [
+        {name: None for name in aq.COLUMNS} | {"seq": n, "user_ref": r} for n, r in enumerate(refs)
+    ]
+    rows = spreadsheet_rows("".join(aq.csv_chunks(iter([batch]))))
+    assert rows[0] == list(aq.COLUMNS)
     assert all(len(row) == len(aq.COLUMNS) for row in rows)  # no row was split
+    cells = [cell for row in rows[1:] for cell in row]
+    assert [cell for cell in cells if cell.startswith((*aq.FORMULA_PREFIXES, "\n"))] == []
+    user_refs = [row[aq.COLUMNS.index("user_ref")] for row in rows[1:]]
+    assert user_refs == [refs[0], *("'" + ref for ref in refs[1:])]
 
 
 def test_csv_cell_prefixes_cr_newline_and_nul_too() -> None:
