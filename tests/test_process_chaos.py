@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -516,11 +517,27 @@ def test_sigterm_stops_a_worker_while_redis_is_down(make_services: Any, phase: s
                     assert worker.poll() is None, worker.communicate()[1].decode()[-3000:]
                     time.sleep(0.02)
             redis.kill()
-        time.sleep(3.0)
-        assert worker.poll() is None, worker.communicate()[1].decode()[-3000:]
+        lines: list[str] = []
+        reader = threading.Thread(
+            target=lambda: lines.extend(line.decode() for line in worker.stderr), daemon=True
+        )
+        reader.start()
+        if phase == "between_runs":  # a run failed and the next is scheduled: it is running
+            while not any("starting again" in line for line in lines):
+                assert time.monotonic() - began < 60, "".join(lines)[-3000:]
+                assert worker.poll() is None, "".join(lines)[-3000:]
+                time.sleep(0.05)
+        else:
+            time.sleep(1.0)
+        assert worker.poll() is None, "".join(lines)[-3000:]
         stopping = time.monotonic()
         worker.terminate()
-        log = worker.communicate(timeout=15)[1].decode()
+        worker.wait(timeout=15)
+        reader.join(timeout=15)
+        for pipe in (worker.stdout, worker.stderr):
+            if pipe is not None:
+                pipe.close()
+        log = "".join(lines)
         assert worker.returncode == 0, log[-3000:]
         assert time.monotonic() - stopping < 5, log[-3000:]
         if phase == "between_runs":
