@@ -93,8 +93,10 @@ def store_poll_answer(
     received_at: datetime,
     parse_error: str | None = None,
     marker: str | None = None,
+    user_ref: str | None = None,
 ) -> tuple[int, bool]:
-    """Store a poll answer (or a synthetic expiry) as an event with its outbox row."""
+    """Store a poll answer (or a synthetic expiry) as an event with its outbox row, carrying
+    the session's user ref (a quarantined answer is never applied, yet its user finds it)."""
     query = (("session_id", session_id),) + ((("verihook", marker),) if marker else ())
     delivery = Delivery(
         provider=provider.name,
@@ -112,6 +114,7 @@ def store_poll_answer(
         record=delivery.to_record(),
         received_at=received_at,
         session_id=session_id,
+        user_ref=user_ref,
         parse_error=parse_error,
     )
     with transaction(services.engine) as session:
@@ -141,7 +144,15 @@ def reconcile(
         return PollOutcome(row.provider, row.session_id, "overdue")
     provider = services.providers[row.provider]
     if action is Action.EXPIRE:
-        store_poll_answer(services, provider, row.session_id, b"{}", now, marker=SYNTHETIC_EXPIRY)
+        store_poll_answer(
+            services,
+            provider,
+            row.session_id,
+            b"{}",
+            now,
+            marker=SYNTHETIC_EXPIRY,
+            user_ref=row.user_ref,
+        )
         _set(services, row, next_check_at=None)
         return PollOutcome(row.provider, row.session_id, "expired")
     return _poll(services, http, provider, row, policy, now)
@@ -187,11 +198,13 @@ def _poll(
         else:
             why = f"unexpected {crash_site(exc)} while parsing a status answer"
             log.error("status parser failed; quarantining the answer", extra={"reason": why})
-        store_poll_answer(services, provider, row.session_id, body, now, parse_error=why)
+        store_poll_answer(
+            services, provider, row.session_id, body, now, parse_error=why, user_ref=row.user_ref
+        )
         return backed_off("quarantined")
     new = says_something_new(row, parsed)
     if new:
-        store_poll_answer(services, provider, row.session_id, body, now)
+        store_poll_answer(services, provider, row.session_id, body, now, user_ref=row.user_ref)
     first = parsed.observations[0] if parsed.observations else None
     facts = SessionFacts(
         status=first.status if first else Status(row.status),
