@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from receiver.terminal import echo, safe, safe_json, safe_json_text, safe_text
 from reconciler.audit import queries as aq
-from reconciler.cli.common import services_or_exit
+from reconciler.cli.common import StoreGroup, services_or_exit
 
 TABLE_COLUMNS = (
     "seq",
@@ -50,7 +50,7 @@ def _parse_filter(**values: str | None) -> aq.AuditFilter:
         raise click.UsageError(str(exc)) from exc
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def audit() -> None:
     """The hash-chained audit history of every status change."""
 

@@ -16,7 +16,7 @@ import click
 from receiver.store.db import transaction
 from receiver.store.models import EventState
 from receiver.terminal import echo, safe, safe_json, safe_text
-from reconciler.cli.common import engine_or_exit, services_or_exit
+from reconciler.cli.common import StoreCommand, StoreGroup, engine_or_exit, services_or_exit
 from reconciler.event_queries import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -70,7 +70,7 @@ def _dump(data: Any) -> None:
     click.echo(safe_json(data, indent=2, sort_keys=True))
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def events() -> None:
     """Stored inbound events: list them, show one, replay one."""
 
@@ -224,7 +224,7 @@ def _echo_changes(effect: dict[str, Any]) -> None:
         echo(f"  failed: event {failure['event_id']}: {safe(failure['error'])}")
 
 
-@click.command("replay")
+@click.command("replay", cls=StoreCommand)
 @filter_options
 @click.option("--dry-run", is_flag=True, help="Only show the effect (sessions and users).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation after the dry run.")

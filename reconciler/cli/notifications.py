@@ -12,12 +12,12 @@ from receiver.store.db import transaction
 from receiver.store.ledger_models import Notification
 from receiver.terminal import echo, safe
 from reconciler import notify
-from reconciler.cli.common import services_or_exit
+from reconciler.cli.common import StoreGroup, services_or_exit
 
 COLUMNS = ("id", "user_ref", "state", "attempts", "last_error", "created")
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def notifications() -> None:
     """Notifications of user-status changes sent to the product backend."""
 

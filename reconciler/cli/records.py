@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 import click
 
 from receiver.terminal import echo, safe
-from reconciler.cli.common import engine_or_exit, services_or_exit
+from reconciler.cli.common import StoreCommand, StoreGroup, engine_or_exit, services_or_exit
 
 if TYPE_CHECKING:
     from receiver.services import Services
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def sessions() -> None:
     """Verification sessions: list them, reconcile one now, merge them again."""
 
@@ -91,7 +91,7 @@ def report_remerge(services: Services, *, dry_run: bool) -> None:
     echo(f"remerge: {examined}, {len(report.sessions)} {verb}{tail}")
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def keys() -> None:
     """Encryption keys."""
 
@@ -121,7 +121,7 @@ def keys_rotate(batch: int) -> None:
     )
 
 
-@click.command()
+@click.command(cls=StoreCommand)
 @click.option(
     "--days",
     type=click.IntRange(0, None),
@@ -149,7 +149,7 @@ def purge(days: int | None, dry_run: bool) -> None:
     )
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def users() -> None:
     """User records."""
 

@@ -11,13 +11,13 @@ import click
 
 from reconciler.api.auth import ROLES
 from reconciler.api.tokens import TokenError, create_token, list_tokens, revoke_token
-from reconciler.cli.common import services_or_exit
+from reconciler.cli.common import StoreGroup, services_or_exit
 from reconciler.cli.events import cli_actor_name
 
 COLUMNS = ("name", "role", "created", "revoked", "created_by")
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def tokens() -> None:
     """API tokens for the backend, operators and auditors."""
 

@@ -22,5 +22,5 @@ def gunicorn_command(bind: str) -> list[str]:
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT to serve on.")
 def web(bind: str) -> None:
     """Serve the receiver with gunicorn."""
-    services_or_exit().close()
+    services_or_exit(store="any").close()
     os.execv(sys.executable, gunicorn_command(bind))
