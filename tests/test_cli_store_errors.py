@@ -187,3 +187,37 @@ def test_an_unreachable_redis_is_one_line_too(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     line = done.stderr.splitlines()[-1]
     assert line.startswith("Error: cannot reach Redis (VERIHOOK_REDIS_URL=redis://127.0.0.1:1/0)")
+
+
+@pytest.mark.parametrize(
+    ("args", "url", "expected"),
+    [
+        (["up", "--no-simulators"], "mysql://verihook@127.0.0.1/verihook", "not supported"),
+        (["web"], "mysql://verihook@127.0.0.1/verihook", "not supported"),
+        (["worker"], "mysql://verihook@127.0.0.1/verihook", "not supported"),
+        (["scheduler"], "mysql://verihook@127.0.0.1/verihook", "not supported"),
+        (
+            ["up", "--no-simulators"],
+            "postgresql+psycopg://postgres@127.0.0.1:1/v",
+            "cannot connect",
+        ),
+    ],
+    ids=["up-mysql", "web-mysql", "worker-mysql", "scheduler-mysql", "up-unreachable"],
+)
+def test_the_long_running_commands_fail_in_one_line_too(  # type: ignore[no-untyped-def]
+    args, url, expected, tmp_path
+):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERIHOOK_")}
+    env |= {"PYTHONPATH": str(ROOT), "VERIHOOK_DATABASE_URL": url}
+    env["VERIHOOK_VAR_DIR"] = str(tmp_path / "var")
+    done = subprocess.run(
+        [sys.executable, "-c", "from app import main; main()", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    line = done.stderr.splitlines()[-1]
+    assert line.startswith("Error: ") and "VERIHOOK_DATABASE_URL" in line and expected in line
