@@ -82,7 +82,7 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def filter_values(**values: Any) -> dict[str, str]:
+def filter_values(**values: Any) -> dict[str, Any]:
     """The filter options given, as the text the shared filter parser takes."""
     return {
         key: iso(value) if isinstance(value, datetime) else value

@@ -116,7 +116,7 @@ def stamp(value: datetime | str | None) -> str:
     return utc(moment).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> None:
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]], empty: str) -> None:
     """Rows under their column names, each column as wide as its widest cell (cells escaped)."""
     cells = [[safe(cell) for cell in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
