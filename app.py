@@ -24,7 +24,7 @@ COMMANDS = {
     "db": "reconciler.cli.store:db",
     "outbox": "reconciler.cli.store:outbox",
     "events": "reconciler.cli.events:events",
-    "replay": "reconciler.cli.events:replay",
+    "replay": "reconciler.cli.replay:replay",
     "sessions": "reconciler.cli.records:sessions",
     "notifications": "reconciler.cli.notifications:notifications",
     "audit": "reconciler.cli.audit:audit",

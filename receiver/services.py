@@ -46,11 +46,12 @@ class Services:
     _refusals: tuple[int, RefusalLedger] | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
-        """Build every service from the settings (fails loudly on bad configuration)."""
+    def build(cls, settings: Settings, *, engine: Engine | None = None) -> Services:
+        """Build every service from the settings (fails loudly on bad configuration); `engine`:
+        one already made from `settings.database_url`."""
         return cls(
             settings=settings,
-            engine=make_engine(settings.database_url),
+            engine=engine if engine is not None else make_engine(settings.database_url),
             keyring=load_keyring(settings),
             providers=build_providers(settings),
         )

@@ -150,7 +150,7 @@ def apply_parsed(
         session.connection().execute(insert(_OBS), inserts)
     if dethroned:
         session.connection().execute(_DETHRONE, dethroned)
-    _mark_events(session, parsed_events, winners, result)
+    _mark_events(session, parsed_events, rows, winners, result)
     result.audit.extend(
         refresh_users(session, result.changed_users, actor=actor, replay=replay, notify=notify)
     )
@@ -300,26 +300,29 @@ def _session_audit(item: _SessionWork, actor: str, replay: bool) -> AuditDraft:
 def _mark_events(
     session: Session,
     parsed_events: dict[int, tuple[InboundEvent, Parsed]],
+    rows: dict[tuple[str, str], SessionRow],
     winners: dict[tuple[str, str], str | None],
     result: BatchResult,
 ) -> None:
-    """Mark each event applied or superseded (one UPDATE per state) and drop its outbox row."""
+    """Mark each event applied or superseded (one UPDATE per state) and drop its outbox row.
+    An event of a known session carries the session's user ref when it names none itself (a
+    callback or a poll answer never does), so that every user filter finds it."""
     now = utcnow()
     events = InboundEvent.__table__  # type: ignore[attr-defined]
     conn = session.connection()
     for event_id, (event, parsed) in parsed_events.items():
+        key = (event.provider, parsed.session_id or "")
         keys = {obs.key for obs in parsed.observations}
-        current = winners.get((event.provider, parsed.session_id or ""))
+        current = winners.get(key)
         superseded = bool(keys) and current not in keys
         (result.superseded if superseded else result.applied).append(event_id)
-        if (event.session_id, event.user_ref) != (
-            parsed.session_id,
-            parsed.user_ref or event.user_ref,
-        ):
+        row = rows.get(key)
+        user_ref = parsed.user_ref or (row.user_ref if row else None) or event.user_ref
+        if (event.session_id, event.user_ref) != (parsed.session_id, user_ref):
             conn.execute(
                 update(events)
                 .where(events.c.id == event_id)
-                .values(session_id=parsed.session_id, user_ref=parsed.user_ref or event.user_ref)
+                .values(session_id=parsed.session_id, user_ref=user_ref)
             )
     for state, ids in (
         (EventState.APPLIED, result.applied),

@@ -129,8 +129,10 @@ def store_poll_answer(
     received_at: datetime,
     parse_error: str | None = None,
     marker: str | None = None,
+    user_ref: str | None = None,
 ) -> tuple[int, bool]:
-    """Store a poll answer (or a synthetic expiry) as an event with its outbox row."""
+    """Store a poll answer (or a synthetic expiry) as an event with its outbox row, carrying
+    the session's user ref (a quarantined answer is never applied, yet its user finds it)."""
     query = (("session_id", session_id),) + ((("verihook", marker),) if marker else ())
     delivery = Delivery(
         provider=provider.name,
@@ -148,6 +150,7 @@ def store_poll_answer(
         record=delivery.to_record(),
         received_at=received_at,
         session_id=session_id,
+        user_ref=user_ref,
         parse_error=parse_error,
     )
     with transaction(services.engine) as session:
@@ -179,7 +182,13 @@ def reconcile(
     provider = services.providers[row.provider]
     if action is Action.EXPIRE:
         event_id, _ = store_poll_answer(
-            services, provider, row.session_id, b"{}", now, marker=SYNTHETIC_EXPIRY
+            services,
+            provider,
+            row.session_id,
+            b"{}",
+            now,
+            marker=SYNTHETIC_EXPIRY,
+            user_ref=row.user_ref,
         )
         _set(services, row, ("expired", now, event_id), next_check_at=None)
         return PollOutcome(row.provider, row.session_id, "expired")
@@ -230,11 +239,15 @@ def _poll(
             why = f"unexpected {crash_site(exc)} while parsing a status answer"
             log.error("status parser failed; quarantining the answer", extra={"reason": why})
         event_id, _ = store_poll_answer(
-            services, provider, row.session_id, body, now, parse_error=why
+            services, provider, row.session_id, body, now, parse_error=why, user_ref=row.user_ref
         )
         return backed_off("quarantined", event_id=event_id)
     new = says_something_new(row, parsed)
-    stored = store_poll_answer(services, provider, row.session_id, body, now) if new else None
+    stored = (
+        store_poll_answer(services, provider, row.session_id, body, now, user_ref=row.user_ref)
+        if new
+        else None
+    )
     first = parsed.observations[0] if parsed.observations else None
     facts = SessionFacts(
         status=first.status if first else Status(row.status),

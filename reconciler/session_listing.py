@@ -7,6 +7,8 @@ listing sessions needs only a database engine and starts quickly.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import Engine, select
 
 from receiver.store.db import transaction
@@ -17,16 +19,20 @@ def list_sessions(
     engine: Engine,
     *,
     provider: str | None = None,
-    status: str | None = None,
+    status: str | Collection[str] | None = None,
+    user_ref: str | None = None,
     overdue: bool = False,
     limit: int = 50,
 ) -> list[VerificationSession]:
-    """Sessions matching the filters, most recently updated first."""
+    """Sessions matching the filters (`status`: one or several), most recently updated first."""
     query = select(VerificationSession).order_by(VerificationSession.updated_at.desc())
     if provider:
         query = query.where(VerificationSession.provider == provider)
     if status:
-        query = query.where(VerificationSession.status == status)
+        wanted = [status] if isinstance(status, str) else list(status)
+        query = query.where(VerificationSession.status.in_(wanted))  # type: ignore[attr-defined]
+    if user_ref:
+        query = query.where(VerificationSession.user_ref == user_ref)
     if overdue:
         query = query.where(VerificationSession.overdue.is_(True))
     with transaction(engine) as session:

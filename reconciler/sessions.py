@@ -10,6 +10,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from receiver.store.events import fill_user_refs
 from receiver.store.models import VerificationSession, utcnow
 
 SessionKey = tuple[str, str]
@@ -127,10 +128,12 @@ def lock_sessions(
     for values in session.connection().execute(query):
         row = SessionRow(*values)
         found[(row.provider, row.session_id)] = row
+    learned = {}
     for key, user_ref in refs.items():
         locked = found.get(key)
         if locked is not None and locked.user_ref is None and user_ref:
-            locked.user_ref = user_ref
+            locked.user_ref = learned[key] = user_ref
+    fill_user_refs(session, learned)  # the session's earlier events carry its user ref too
     return found
 
 

@@ -321,7 +321,7 @@ def test_cli_query_table_and_json(api, cli):  # type: ignore[no-untyped-def]
     assert [e["seq"] for e in rest["entries"]] == list(range(5, total + 1))
 
     bad = cli("query", "--since", "not-a-time")
-    assert bad.exit_code == 2 and "since must be an ISO-8601 date-time" in bad.output
+    assert bad.exit_code == 2 and "since must be an ISO 8601 time" in bad.output
 
 
 # --- as-of ----------------------------------------------------------------------------------
@@ -528,7 +528,7 @@ def test_export_filters_and_cli_file_and_stdout(api, cli, tmp_path):  # type: ig
     to_stdout = cli("export", "--format", "jsonl", "--user", "user-5")
     assert [json.loads(line)["seq"] for line in to_stdout.output.splitlines()] == expected
     bad = cli("export", "--until", "tomorrow")
-    assert bad.exit_code == 2 and "until must be an ISO-8601" in bad.output
+    assert bad.exit_code == 2 and "until must be an ISO 8601 time" in bad.output
 
 
 COLUMN_REASON = aq.COLUMNS.index("reason")

@@ -31,7 +31,8 @@ from reconciler import jobs
 from reconciler.api.events import bp as events_bp
 from reconciler.api.tokens import create_token
 from reconciler.audit.chain import verify_chain
-from reconciler.cli.events import events, replay
+from reconciler.cli.events import events
+from reconciler.cli.replay import replay
 from reconciler.drain import drain_ready_events
 from reconciler.event_queries import EventFilter
 from reconciler.replay.execution import run_replay
@@ -365,7 +366,7 @@ def test_kill_9_of_a_foreground_replay_loses_nothing_and_repeats_nothing(
     services, client = api
     failed_events(client, make_services, 60)
     row = create_replay(services, EventFilter(states=("failed",)), actor_name="carol")
-    code = "from reconciler.cli.events import replay; replay(prog_name='verihook replay')"
+    code = "from reconciler.cli.replay import replay; replay(prog_name='verihook replay')"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--resume", str(row.id), "--batch-size", "1"],
         env=cli_env(services),

@@ -7,14 +7,15 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlmodel import Session
+
+from receiver.store.problems import DatabaseUrlError, parse_database_url, shown, sqlite_path
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long a SQLite writer waits for the single write lock before failing."""
@@ -33,9 +34,11 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(database_url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and IMMEDIATE transactions."""
-    url = make_url(database_url)
+def make_engine(database_url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout and IMMEDIATE transactions. A SQLite
+    file (and its directory) is created on first use unless `create` is False; then a missing
+    one raises DatabaseUrlError, as does a URL naming a database verihook does not run on."""
+    url = parse_database_url(database_url, create=create)
     if url.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         kwargs.setdefault("pool_size", 5)
@@ -44,8 +47,20 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         connect_args = kwargs.setdefault("connect_args", {})
         connect_args.setdefault("connect_timeout", 3)
         return create_engine(url, **kwargs)
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(url)
+    if path is not None and create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise DatabaseUrlError(
+                f"cannot create the SQLite database {path} ({shown(url)}): a part of "
+                f"{path.parent} is a file, not a directory; check the path"
+            ) from exc
+        except OSError as exc:
+            raise DatabaseUrlError(
+                f"cannot create the directory of the SQLite database {path} ({shown(url)}): "
+                f"{exc.strerror or exc}; check the path"
+            ) from exc
     engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
     _use_sqlite_immediate_transactions(engine)
     return engine
@@ -67,7 +82,21 @@ def _use_sqlite_immediate_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        deferred = conn.get_execution_options().get(READ_ONLY_OPTION)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+READ_ONLY_OPTION = "verihook_read_only"
+"""An execution option: on SQLite, begin a deferred transaction, which takes no write lock."""
+
+
+def check_store(engine: Engine, *, tables: bool = True) -> None:
+    """Reach the database and (with `tables`) read one of verihook's tables, none of its rows,
+    without taking a write lock: raises the driver's error when the database is unreachable or
+    not migrated."""
+    probe = "SELECT 1 FROM inbound_events WHERE 1 = 0" if tables else "SELECT 1"
+    with engine.execution_options(**{READ_ONLY_OPTION: True}).connect() as connection:
+        connection.execute(text(probe)).all()
 
 
 def make_ingest_engine(database_url: str) -> Engine:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -127,6 +127,28 @@ def store_event(session: Session, event: NewEvent, *, keyring: Keyring) -> tuple
             )
         )
     return int(event_id), True
+
+
+_EVENTS = InboundEvent.__table__  # type: ignore[attr-defined]
+_FILL_USER_REF = (
+    update(_EVENTS)
+    .where(
+        _EVENTS.c.provider == bindparam("p"),
+        _EVENTS.c.session_id == bindparam("s"),
+        _EVENTS.c.user_ref.is_(None),
+    )
+    .values(user_ref=bindparam("u"))
+)
+
+
+def fill_user_refs(session: Session, refs: dict[tuple[str, str], str]) -> None:
+    """Give the stored events of these (provider, session id) pairs that carry no user ref the
+    session's: a session's user ref can become known after its first events arrived (the backend
+    registers it later), and every user filter must find them then."""
+    if refs:
+        session.connection().execute(
+            _FILL_USER_REF, [{"p": p, "s": s, "u": u} for (p, s), u in sorted(refs.items())]
+        )
 
 
 def event_state(session: Session, event_id: int) -> str | None:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from receiver.services import get_services
 from receiver.store.db import transaction
+from receiver.store.events import fill_user_refs
 from receiver.store.models import ObservationRecord, UserRecord, VerificationSession, utcnow
 from receiver.store.sessions import session_row
 from reconciler.api.auth import require_role
@@ -201,5 +202,6 @@ def _register(provider: str, session_id: str, user_ref: str):  # type: ignore[no
         row.user_ref, row.updated_at = user_ref, utcnow()
         session.add(row)
         session.flush()
+        fill_user_refs(session, {(provider, session_id): user_ref})  # events that came first
         answer = session_json(row)
     return jsonify(answer), 201 if created else 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, TextIO
 
 import click
@@ -11,7 +12,18 @@ from sqlalchemy import Engine
 
 from receiver.terminal import echo, safe, safe_json, safe_json_text, safe_text
 from reconciler.audit import queries as aq
-from reconciler.cli.common import services_or_exit
+from reconciler.cli.common import StoreGroup, services_or_exit
+from reconciler.cli.options import (
+    LIST_FORMATS,
+    format_option,
+    iso,
+    next_page,
+    old_spelling,
+    print_table,
+    stamp,
+    time_option,
+    write_records,
+)
 
 TABLE_COLUMNS = (
     "seq",
@@ -32,37 +44,39 @@ TABLE_COLUMNS = (
 def _filters(function: Callable[..., Any]) -> Callable[..., Any]:
     """The filter options shared by query and export."""
     options = [
-        click.option("--user", "user_ref", metavar="REF", help="Only this user's entries."),
+        click.option("--user-ref", metavar="REF", help="Only this user's entries."),
+        old_spelling("--user", "user_ref", "--user-ref", metavar="REF"),
         click.option("--provider", metavar="NAME", help="Only this provider's entries."),
-        click.option("--session", "session_id", metavar="ID", help="Only this session's entries."),
-        click.option("--since", metavar="TIME", help="Entries at or after this ISO-8601 time."),
-        click.option("--until", metavar="TIME", help="Entries before this ISO-8601 time."),
+        click.option("--session-id", metavar="ID", help="Only this session's entries."),
+        old_spelling("--session", "session_id", "--session-id", metavar="ID"),
+        time_option("--since", help="Entries at or after this time"),
+        time_option("--until", help="Entries before this time"),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def _parse_filter(**values: str | None) -> aq.AuditFilter:
+def _parse_filter(**values: Any) -> aq.AuditFilter:
     try:
-        return aq.AuditFilter.parse(values)
+        return aq.AuditFilter.parse(
+            {
+                key: iso(value) if isinstance(value, datetime) else value
+                for key, value in values.items()
+            }
+        )
     except aq.AuditQueryError as exc:
         raise click.UsageError(str(exc)) from exc
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def audit() -> None:
     """The hash-chained audit history of every status change."""
 
 
 @audit.command("query")
 @_filters
-@click.option(
-    "--as-of",
-    "as_of",
-    metavar="TIME",
-    help="With --user: the user's status at TIME and the entries that made it so.",
-)
+@time_option("--as-of", "as_of", help="With --user-ref: the user's status then, and why")
 @click.option(
     "--limit",
     default=aq.DEFAULT_PAGE,
@@ -71,64 +85,61 @@ def audit() -> None:
     help="At most this many entries.",
 )
 @click.option(
-    "--after",
+    "--cursor",
     default=0,
     type=click.IntRange(0, aq.MAX_SEQ),
     metavar="SEQ",
-    help="Entries after this seq.",
+    help="Entries after this seq (the previous page's `next cursor`).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@old_spelling("--after", "cursor", "--cursor", type=click.IntRange(0, aq.MAX_SEQ))
+@format_option(LIST_FORMATS)
 def query(
     user_ref: str | None,
     provider: str | None,
     session_id: str | None,
-    since: str | None,
-    until: str | None,
-    as_of: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    as_of: datetime | None,
     limit: int,
-    after: int,
+    cursor: int,
     fmt: str,
 ) -> None:
     """Show audit entries (oldest first), or a user's status as of a time."""
     if as_of is not None:
         if user_ref is None:
-            raise click.UsageError("--as-of needs --user")
+            raise click.UsageError("--as-of needs --user-ref")
         if any(v is not None for v in (provider, session_id, since, until)):
-            raise click.UsageError("--as-of takes only --user")
+            raise click.UsageError("--as-of takes only --user-ref")
         _query_as_of(user_ref, as_of, fmt)
         return
     flt = _parse_filter(
         user_ref=user_ref, provider=provider, session_id=session_id, since=since, until=until
     )
     services = services_or_exit()
+    engine = services.engine
     try:
-        page = aq.query_page(services.engine, flt, limit, after)
+        page = aq.query_page(engine, flt, limit, cursor)
     finally:
         services.close()
-    if fmt == "json":
-        click.echo(safe_json({"entries": page.entries, "next_cursor": page.next_cursor}, indent=2))
-        return
-    _print_table(page.entries)
-    if page.next_cursor is not None:
-        click.echo(f"(more: --after {page.next_cursor})")
+    if fmt == "table":
+        _print_table(page.entries)
+    else:
+        document = {"entries": page.entries, "next_cursor": page.next_cursor}
+        write_records(page.entries, fmt, aq.COLUMNS, document)
+    next_page(page.next_cursor, fmt)
 
 
-def _query_as_of(user_ref: str, raw_at: str, fmt: str) -> None:
+def _query_as_of(user_ref: str, at: datetime, fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        raise click.UsageError("--as-of answers in --format table or json")
     try:
-        at = aq.parse_instant(raw_at, "--as-of")
-        aq.check_ref(user_ref, "--user")
+        aq.check_ref(user_ref, "--user-ref")
     except aq.AuditQueryError as exc:
         raise click.UsageError(str(exc)) from exc
     services = services_or_exit()
+    engine = services.engine
     try:
-        answer = aq.status_as_of(services.engine, user_ref, at)
+        answer = aq.status_as_of(engine, user_ref, at)
     finally:
         services.close()
     if fmt == "json":
@@ -136,26 +147,19 @@ def _query_as_of(user_ref: str, raw_at: str, fmt: str) -> None:
         return
     decided = f" ({answer.decided_by})" if answer.decided_by else ""
     where = f" by {answer.provider} session {answer.session_id}" if answer.provider else ""
-    echo(safe(f"{answer.user_ref} at {answer.at.isoformat()}: {answer.status}{decided}{where}"))
+    echo(safe(f"{answer.user_ref} at {stamp(answer.at)}: {answer.status}{decided}{where}"))
     if answer.entries:
         _print_table(answer.entries)
 
 
 def _cells(entry: dict[str, Any]) -> tuple[str, ...]:
     change = f"{entry['previous_status'] or '-'} -> {entry['new_status'] or '-'}"
-    values = {**entry, "change": change, "at": entry["at"][:26]}
+    values = {**entry, "change": change, "at": stamp(entry["at"])}
     return tuple("" if values[c] is None else safe(values[c]) for c in TABLE_COLUMNS)
 
 
 def _print_table(entries: list[dict[str, Any]]) -> None:
-    rows = [_cells(e) for e in entries]
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(TABLE_COLUMNS)]
-    for line in [TABLE_COLUMNS, *rows]:
-        echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
-    if not rows:
-        click.echo("(no audit entries)")
+    print_table(TABLE_COLUMNS, [_cells(e) for e in entries], "(no audit entries)")
 
 
 @audit.command("export")
@@ -180,8 +184,8 @@ def export(
     user_ref: str | None,
     provider: str | None,
     session_id: str | None,
-    since: str | None,
-    until: str | None,
+    since: datetime | None,
+    until: datetime | None,
     fmt: str,
     output: str,
 ) -> None:
@@ -190,13 +194,14 @@ def export(
         user_ref=user_ref, provider=provider, session_id=session_id, since=since, until=until
     )
     services = services_or_exit()
+    engine = services.engine
     try:
-        upto = aq.current_head_seq(services.engine)
+        upto = aq.current_head_seq(engine)
         if output == "-":
-            written = _write(services.engine, flt, fmt, upto, sys.stdout, progress=False)
+            written = _write(engine, flt, fmt, upto, sys.stdout, progress=False)
         else:
             with open(output, "w", encoding="utf-8", newline="") as stream:
-                written = _write(services.engine, flt, fmt, upto, stream, progress=True)
+                written = _write(engine, flt, fmt, upto, stream, progress=True)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from exc
     finally:
@@ -244,8 +249,9 @@ def _write(
 def verify(fmt: str) -> None:
     """Walk the hash chain; exit 1 naming the first entry that does not chain."""
     services = services_or_exit()
+    engine = services.engine
     try:
-        report = aq.verify_stored_chain(services.engine)
+        report = aq.verify_stored_chain(engine)
     finally:
         services.close()
     if fmt == "json":

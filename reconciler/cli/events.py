@@ -1,4 +1,4 @@
-"""`verihook events list|show|replay` and `verihook replay` (bulk, dry run first, resumable).
+"""`verihook events list|show|replay` (the bulk `verihook replay` is in reconciler/cli/replay.py).
 
 The command line is trusted like the database it reaches: it acts as operator `cli-<os user>`,
 and that name is what the audit history records for its replays and raw-body views.
@@ -9,19 +9,28 @@ from __future__ import annotations
 import getpass
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 import click
 
 from receiver.store.db import transaction
 from receiver.store.models import EventState
 from receiver.terminal import echo, safe, safe_json, safe_text
-from reconciler.cli.answers import confirm_or_stop, indented_json
-from reconciler.cli.common import engine_or_exit, services_or_exit
+from reconciler.cli.answers import indented_json
+from reconciler.cli.common import StoreGroup, engine_or_exit, services_or_exit
+from reconciler.cli.options import (
+    REPORT_FORMATS,
+    format_option,
+    iso,
+    next_page,
+    stamp,
+    time_option,
+    write_records,
+)
 from reconciler.event_queries import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    EventFilter,
     FilterError,
     ListRequest,
     NotFound,
@@ -29,11 +38,22 @@ from reconciler.event_queries import (
     list_events,
 )
 
-if TYPE_CHECKING:  # the replay machinery is imported by the commands that replay
-    from receiver.services import Services
-    from receiver.store.replay_models import Replay
-
 STATES = [s.value for s in EventState]
+EVENT_COLUMNS = (
+    "id",
+    "provider",
+    "kind",
+    "notification",
+    "state",
+    "session_id",
+    "user_ref",
+    "received_at",
+    "applied_at",
+    "attempts",
+    "last_error",
+    "parse_error",
+)
+"""The columns of `events list --format csv` (JSON carries every field the API shows)."""
 
 
 def cli_actor_name() -> str:
@@ -55,23 +75,29 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--session-id", help="Only this provider session id."),
             click.option("--user-ref", help="Only this user ref."),
-            click.option("--since", help="Received at or after: ISO 8601 time or an age (2h)."),
-            click.option("--until", help="Received before: ISO 8601 time or an age (30m)."),
+            time_option("--since", help="Received at or after"),
+            time_option("--until", help="Received before"),
         ]
     ):
         command = option(command)
     return command
 
 
-def _filter_values(**values: str | None) -> dict[str, str]:
-    return {key: value for key, value in values.items() if value}
+def filter_values(**values: Any) -> dict[str, Any]:
+    """The filter options given, as the text the shared filter parser takes."""
+    return {
+        key: iso(value) if isinstance(value, datetime) else value
+        for key, value in values.items()
+        if value
+    }
 
 
-def _dump(data: Any) -> None:
+def dump(data: Any) -> None:
+    """Data as indented JSON, control characters escaped."""
     click.echo(safe_json(data, indent=2, sort_keys=True))
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def events() -> None:
     """Stored inbound events: list them, show one, replay one."""
 
@@ -86,10 +112,10 @@ def events() -> None:
     help="Events per page.",
 )
 @click.option("--cursor", help="Continue after the previous page (its `next cursor`).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON like the API.")
-def events_list(limit: int, cursor: str | None, as_json: bool, **filters: str | None) -> None:
-    """List events, newest first."""
-    params: dict[str, Any] = {**_filter_values(**filters), "limit": limit}
+@format_option()
+def events_list(limit: int, cursor: str | None, fmt: str, **filters: Any) -> None:
+    """List events, newest first (`--format json` is the API's page)."""
+    params: dict[str, Any] = {**filter_values(**filters), "limit": limit}
     if cursor:
         params["cursor"] = cursor
     try:
@@ -103,31 +129,32 @@ def events_list(limit: int, cursor: str | None, as_json: bool, **filters: str | 
             shown = [event_json(row) for row in rows]
     finally:
         engine.dispose()
-    if as_json:
-        _dump({"events": shown, "next_cursor": next_cursor, "limit": limit})
+    if fmt != "table":
+        document = {"events": shown, "next_cursor": next_cursor, "limit": limit}
+        write_records(shown, fmt, EVENT_COLUMNS, document)
+        next_page(next_cursor, fmt)
         return
     click.echo(
         f"{'id':>8}  {'provider':<10} {'kind':<8} {'state':<11} {'session_id':<30} "
-        f"{'user_ref':<20} {'received_at':<19} {'att':>3}  error"
+        f"{'user_ref':<20} {'received_at':<20} {'att':>3}  error"
     )
     for e in shown:
         error = safe(e["last_error"] or e["parse_error"] or "")[:60]
         echo(
             f"{e['id']:>8}  {safe(e['provider']):<10} {safe(e['kind']):<8} {e['state']:<11} "
             f"{safe(e['session_id'] or '-'):<30} {safe(e['user_ref'] or '-'):<20} "
-            f"{e['received_at'][:19]:<19} {e['attempts']:>3}  {error}"
+            f"{stamp(e['received_at']):<20} {e['attempts']:>3}  {error}"
         )
     if not shown:
         click.echo("(no events)")
-    if next_cursor:
-        click.echo(f"next cursor: {next_cursor}")
+    next_page(next_cursor, fmt)
 
 
 @events.command("show")
 @click.argument("event_id", metavar="ID", type=int)
 @click.option("--redacted", is_flag=True, help="Metadata only, as an auditor sees it.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON like the API.")
-def events_show(event_id: int, redacted: bool, as_json: bool) -> None:
+@format_option(REPORT_FORMATS)
+def events_show(event_id: int, redacted: bool, fmt: str) -> None:
     """Show one event and its delivery (headers and body; the view is audited).
 
     Control characters in what the provider sent are shown escaped (`\\x1b`), never raw.
@@ -146,8 +173,8 @@ def events_show(event_id: int, redacted: bool, as_json: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     finally:
         services.close()
-    if as_json:
-        _dump(shown)
+    if fmt == "json":
+        dump(shown)
         return
     delivery = shown.pop("delivery")
     observations = shown.pop("observations")
@@ -177,8 +204,8 @@ def events_show(event_id: int, redacted: bool, as_json: bool) -> None:
 @events.command("replay")
 @click.argument("event_id", metavar="ID", type=int)
 @click.option("--dry-run", is_flag=True, help="Show what it would change; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON like the API.")
-def events_replay(event_id: int, dry_run: bool, as_json: bool) -> None:
+@format_option(REPORT_FORMATS)
+def events_replay(event_id: int, dry_run: bool, fmt: str) -> None:
     """Process one event again now, with the worker's code."""
     from reconciler.replay.execution import replay_event
 
@@ -189,8 +216,8 @@ def events_replay(event_id: int, dry_run: bool, as_json: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     finally:
         services.close()
-    if as_json:
-        _dump(outcome)
+    if fmt == "json":
+        dump(outcome)
         return
     verb = "would become" if dry_run else "is now"
     click.echo(
@@ -198,14 +225,15 @@ def events_replay(event_id: int, dry_run: bool, as_json: bool) -> None:
     )
     if outcome["event"]["state"] == EventState.QUARANTINED:
         echo(f"  why: {safe(outcome['event']['parse_error'])}")
-    _echo_changes(outcome)
+    echo_changes(outcome)
 
 
 def _status(pair: dict[str, str] | None) -> str:
     return f"{safe(pair['status'])} ({safe(pair['decided_by'])})" if pair else "(none)"
 
 
-def _echo_changes(effect: dict[str, Any]) -> None:
+def echo_changes(effect: dict[str, Any]) -> None:
+    """What a replay changed (or would): counts, then each session and user, from and to."""
     echo(
         f"  applied {effect['applied']}, superseded {effect['superseded']}, "
         f"quarantined {effect['quarantined']}, failed {effect['failed']}, "
@@ -225,170 +253,3 @@ def _echo_changes(effect: dict[str, Any]) -> None:
         echo("  (more changes than listed)")
     for failure in effect["failures"]:
         echo(f"  failed: event {failure['event_id']}: {safe(failure['error'])}")
-
-
-@click.command("replay")
-@filter_options
-@click.option("--dry-run", is_flag=True, help="Only show the effect (sessions and users).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation after the dry run.")
-@click.option("--background", is_flag=True, help="Queue it for the workers instead of waiting.")
-@click.option("--resume", "resume_id", type=int, metavar="ID", help="Continue replay ID.")
-@click.option(
-    "--max-events",
-    type=click.IntRange(min=1),
-    help="Stop after this many events (continue later with --resume).",
-)
-@click.option("--batch-size", type=click.IntRange(1, 5000), help="Events per transaction.")
-@click.option("--json", "as_json", is_flag=True, help="Print the dry run or summary as JSON.")
-def replay(
-    dry_run: bool,
-    yes: bool,
-    background: bool,
-    resume_id: int | None,
-    max_events: int | None,
-    batch_size: int | None,
-    as_json: bool,
-    **filters: str | None,
-) -> None:
-    """Replay the events matching a filter: a dry run shows the effect first.
-
-    Example: verihook replay --state failed --provider idenfy --since 2h
-    """
-    values = _filter_values(**filters)
-    if resume_id is not None:
-        if values or dry_run:
-            raise click.UsageError("--resume takes no filter and no --dry-run")
-        services = services_or_exit()
-        try:
-            _run_foreground(services, resume_id, max_events, batch_size, as_json)
-        finally:
-            services.close()
-        return
-    try:
-        flt = EventFilter.parse(values)
-    except FilterError as exc:
-        raise click.UsageError(str(exc)) from exc
-    if flt.is_empty():
-        raise click.UsageError("give at least one filter (--state, --provider, --since, …)")
-    services = services_or_exit()
-    try:
-        _bulk(services, flt, dry_run, yes, background, max_events, batch_size, as_json)
-    finally:
-        services.close()
-
-
-def _bulk(
-    services: Services,
-    flt: EventFilter,
-    only_dry_run: bool,
-    yes: bool,
-    background: bool,
-    max_events: int | None,
-    batch_size: int | None,
-    as_json: bool,
-) -> None:
-    from reconciler.replay.execution import dry_run
-    from reconciler.replay.queueing import QueueUnavailable, enqueue_replay
-    from reconciler.replay.runs import create_replay
-
-    effect = _computed(lambda: dry_run(services, flt))
-    if as_json and only_dry_run:
-        _dump(effect)
-        return
-    if not as_json:
-        echo(f"dry run: {effect['total']} event(s) match {safe(flt.describe())}")
-        if effect["events_truncated"]:
-            click.echo(f"  (the effect below covers the first {effect['considered']})")
-        _echo_changes(effect)
-    if only_dry_run:
-        return
-    if effect["total"] == 0:
-        click.echo("nothing to replay")
-        return
-    if not yes:
-        confirm_or_stop(f"Replay these {effect['total']} event(s)?")
-    row = _computed(lambda: create_replay(services, flt, actor_name=cli_actor_name()))
-    assert row.id is not None
-    if background:
-        try:
-            enqueue_replay(services, row.id)
-        except QueueUnavailable as exc:
-            raise click.ClickException(str(exc)) from exc
-        click.echo(f"replay {row.id} queued; follow it with GET /api/v1/replays/{row.id}")
-        return
-    _run_foreground(services, row.id, max_events, batch_size, as_json)
-
-
-def _computed(work: Callable[[], Any]) -> Any:
-    try:
-        return work()
-    except FilterError as exc:
-        raise click.UsageError(str(exc)) from exc
-
-
-def _run_foreground(
-    services: Services,
-    replay_id: int,
-    max_events: int | None,
-    batch_size: int | None,
-    as_json: bool,
-) -> None:
-    from receiver.store.replay_models import ReplayState
-    from reconciler.replay.runs import get_replay
-    from reconciler.replay.shaping import replay_json
-
-    try:
-        row = get_replay(services, replay_id)
-    except NotFound as exc:
-        raise click.ClickException(str(exc)) from exc
-    if row.state == ReplayState.DONE:
-        click.echo(f"replay {replay_id} is done already")
-    else:
-        row = _with_progress(services, row, max_events, batch_size, hidden=as_json)
-    shown = replay_json(row)
-    if as_json:
-        _dump(shown)
-        return
-    if row.state != ReplayState.DONE:
-        click.echo(
-            f"replay {replay_id} paused after {row.done} of {row.total} event(s); "
-            f"continue with: verihook replay --resume {replay_id}"
-        )
-    else:
-        click.echo(f"replay {replay_id} done: {row.done} event(s)")
-    _echo_changes(shown["summary"])
-
-
-def _with_progress(
-    services: Services,
-    row: Replay,
-    max_events: int | None,
-    batch_size: int | None,
-    *,
-    hidden: bool = False,
-) -> Replay:
-    assert row.id is not None
-    with click.progressbar(
-        length=max(row.total, 1), label=f"replay {row.id}", show_pos=True, hidden=hidden
-    ) as bar:
-        bar.update(row.done)
-
-        def advance(current: Replay, count: int) -> None:
-            bar.length = max(current.total, 1)
-            bar.update(count)
-
-        from reconciler.replay.execution import run_replay
-
-        try:
-            return run_replay(
-                services,
-                row.id,
-                max_events=max_events,
-                batch_size=batch_size,
-                progress=advance,
-            )
-        except Exception as exc:
-            raise click.ClickException(
-                f"replay {row.id} stopped: {type(exc).__name__}; "
-                f"continue with: verihook replay --resume {row.id}"
-            ) from exc

@@ -8,16 +8,18 @@ import click
 from sqlalchemy import select
 from sqlmodel import col
 
+from receiver.canonical import utc
 from receiver.store.db import transaction
 from receiver.store.ledger_models import Notification
-from receiver.terminal import echo, safe
 from reconciler import notify
-from reconciler.cli.common import services_or_exit
+from reconciler.cli.common import StoreGroup, services_or_exit
+from reconciler.cli.options import format_option, old_spelling, print_table, stamp, write_records
 
 COLUMNS = ("id", "user_ref", "state", "attempts", "last_error", "created")
+RECORD_COLUMNS = ("id", "webhook_id", "user_ref", "state", "attempts", "last_error", "created_at")
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def notifications() -> None:
     """Notifications of user-status changes sent to the product backend."""
 
@@ -28,37 +30,51 @@ def notifications() -> None:
     type=click.Choice([notify.PENDING, notify.DELIVERED, notify.FAILED]),
     help="Only notifications in this state.",
 )
-@click.option("--user", "user_ref", metavar="REF", help="Only this user's notifications.")
+@click.option("--user-ref", metavar="REF", help="Only this user's notifications.")
+@old_spelling("--user", "user_ref", "--user-ref", metavar="REF")
 @click.option(
     "--limit", default=100, show_default=True, type=click.IntRange(min=1), help="Newest this many."
 )
-def list_notifications(state: str | None, user_ref: str | None, limit: int) -> None:
+@format_option()
+def list_notifications(state: str | None, user_ref: str | None, limit: int, fmt: str) -> None:
     """Show notifications, newest first."""
-    services = services_or_exit()
     query = select(Notification).order_by(col(Notification.id).desc()).limit(limit)
     if state:
         query = query.where(col(Notification.state) == state)
     if user_ref:
         query = query.where(col(Notification.user_ref) == user_ref)
-    with closing(services), transaction(services.engine) as session:
-        rows = [
-            (
-                str(n.id),
-                safe(n.user_ref),
-                n.state,
-                str(n.attempts),
-                safe(n.last_error or ""),
-                n.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            )
-            for n in session.execute(query).scalars()
-        ]
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(COLUMNS)]
-    for line in [COLUMNS, *rows]:
-        echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+    services = services_or_exit()
+    try:
+        with transaction(services.engine) as session:
+            records = [
+                {
+                    "id": n.id,
+                    "webhook_id": n.webhook_id,
+                    "user_ref": n.user_ref,
+                    "state": n.state,
+                    "attempts": n.attempts,
+                    "last_error": n.last_error,
+                    "created_at": utc(n.created_at).isoformat(),
+                }
+                for n in session.execute(query).scalars()
+            ]
+    finally:
+        services.close()
+    if fmt != "table":
+        write_records(records, fmt, RECORD_COLUMNS, {"notifications": records})
+        return
+    rows = [
+        (
+            str(r["id"]),
+            r["user_ref"],
+            r["state"],
+            str(r["attempts"]),
+            r["last_error"] or "",
+            stamp(r["created_at"]),
         )
-    if not rows:
-        click.echo("(no notifications)")
+        for r in records
+    ]
+    print_table(COLUMNS, rows, "(no notifications)")
 
 
 @notifications.command("resend")

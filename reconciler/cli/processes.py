@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.cli.common import services_or_exit
+from reconciler.cli.common import StoreCommand, services_or_exit
 
 if TYPE_CHECKING:  # each command imports what it needs: `verihook --help` stays fast
     from receiver.health_server import Heartbeat
@@ -25,7 +25,7 @@ def serve_health(services: Services, heartbeat: Heartbeat) -> None:
         raise click.ClickException(f"health endpoints: {exc}") from exc
 
 
-@click.command()
+@click.command(cls=StoreCommand)
 @click.option("--burst", is_flag=True, help="Drain what is ready, then exit.")
 def worker(burst: bool) -> None:
     """Run an RQ worker that applies stored events (and delivers notifications).
@@ -38,7 +38,7 @@ def worker(burst: bool) -> None:
     from reconciler import jobs
     from reconciler.job_services import use_services
 
-    services = services_or_exit()
+    services = services_or_exit(store="any")
     configure_logging(services.settings.log_level)
     use_services(services)
     queue = services.settings.queue_name
@@ -79,14 +79,14 @@ def simulate(provider: str, port: int, webhook_url: str | None, callback_url: st
     simulators.serve(provider, port, **config)
 
 
-@click.command()
+@click.command(cls=StoreCommand)
 def scheduler() -> None:
     """Run the scheduler: polls due sessions and sweeps the outbox while it holds the lead."""
     from receiver.health_server import Heartbeat
     from receiver.logs import configure_logging
     from reconciler.scheduler import run_scheduler
 
-    services = services_or_exit()
+    services = services_or_exit(store="any")
     configure_logging(services.settings.log_level)
     heartbeat = Heartbeat("scheduler")
     serve_health(services, heartbeat)

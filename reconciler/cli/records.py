@@ -2,48 +2,119 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from receiver.canonical import Status, utc
 from receiver.terminal import echo, safe
 from reconciler.cli.answers import confirm_or_stop
-from reconciler.cli.common import engine_or_exit, ref_argument, services_or_exit
+from reconciler.cli.common import (
+    StoreCommand,
+    StoreGroup,
+    engine_or_exit,
+    ref_argument,
+    services_or_exit,
+)
+from reconciler.cli.options import format_option, old_spelling, print_table, stamp, write_records
 
 if TYPE_CHECKING:
     from receiver.services import Services
+    from receiver.store.models import VerificationSession
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def sessions() -> None:
     """Verification sessions: list them, reconcile one now, merge them again."""
 
 
+SESSION_COLUMNS = (
+    "provider",
+    "session_id",
+    "user_ref",
+    "status",
+    "decided_by",
+    "settled",
+    "overdue",
+    "created_at",
+    "updated_at",
+    "next_check_at",
+)
+STATUSES = [s.value for s in Status]
+
+
+def _statuses(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    wanted = tuple(sorted({v.strip() for v in value.split(",")})) if value else ()
+    unknown = [v for v in wanted if v not in STATUSES]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: not one of {', '.join(STATUSES)}")
+    return wanted
+
+
+def _session_record(row: VerificationSession) -> dict[str, Any]:
+    record = {name: getattr(row, name) for name in SESSION_COLUMNS}
+    for name in ("created_at", "updated_at", "next_check_at"):
+        record[name] = utc(record[name]).isoformat() if record[name] else None
+    return record
+
+
 @sessions.command("list")
 @click.option("--provider", default=None, help="Only this provider's sessions.")
-@click.option("--status", default=None, help="Only sessions in this canonical status.")
+@click.option(
+    "--state",
+    callback=_statuses,
+    help=f"Only sessions in this status ({', '.join(STATUSES)}; comma-separated ok).",
+)
+@old_spelling("--status", "state", "--state", callback=_statuses)
+@click.option("--user-ref", default=None, help="Only this user's sessions.")
 @click.option("--overdue", is_flag=True, help="Only sessions flagged overdue.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
-def sessions_list(provider: str | None, status: str | None, overdue: bool, limit: int) -> None:
+@format_option()
+def sessions_list(
+    provider: str | None,
+    state: tuple[str, ...],
+    user_ref: str | None,
+    overdue: bool,
+    limit: int,
+    fmt: str,
+) -> None:
     """List sessions, most recently updated first."""
     from reconciler.session_listing import list_sessions
 
     engine = engine_or_exit()
     try:
-        rows = list_sessions(engine, provider=provider, status=status, overdue=overdue, limit=limit)
+        rows = list_sessions(
+            engine,
+            provider=provider,
+            status=state,
+            user_ref=user_ref,
+            overdue=overdue,
+            limit=limit,
+        )
     finally:
         engine.dispose()
-    click.echo(
-        f"{'provider':<11} {'session_id':<38} {'user_ref':<20} {'status':<15} "
-        f"{'by':<7} {'next check':<20} overdue"
+    records = [_session_record(row) for row in rows]
+    if fmt != "table":
+        write_records(records, fmt, SESSION_COLUMNS, {"sessions": records})
+        return
+    columns = ("provider", "session_id", "user_ref", "status", "by", "updated", "next check")
+    print_table(
+        (*columns, "overdue"),
+        [
+            (
+                r["provider"],
+                r["session_id"],
+                r["user_ref"] or "-",
+                r["status"],
+                r["decided_by"],
+                stamp(r["updated_at"]),
+                stamp(r["next_check_at"]),
+                "yes" if r["overdue"] else "no",
+            )
+            for r in records
+        ],
+        "(no sessions)",
     )
-    for row in rows:
-        next_check = row.next_check_at.strftime("%Y-%m-%d %H:%M:%S") if row.next_check_at else "-"
-        echo(
-            f"{safe(row.provider):<11} {safe(row.session_id):<38} {safe(row.user_ref or '-'):<20} "
-            f"{row.status:<15} {row.decided_by:<7} {next_check:<20} "
-            f"{'yes' if row.overdue else 'no'}"
-        )
 
 
 @sessions.command("reconcile")
@@ -92,14 +163,21 @@ def report_remerge(services: Services, *, dry_run: bool) -> None:
     echo(f"remerge: {examined}, {len(report.sessions)} {verb}{tail}")
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def keys() -> None:
     """Encryption keys."""
 
 
 @keys.command("rotate")
-@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 100_000))
-def keys_rotate(batch: int) -> None:
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Rows per transaction.",
+)
+@old_spelling("--batch", "batch_size", "--batch-size", type=click.IntRange(1, 100_000))
+def keys_rotate(batch_size: int) -> None:
     """Re-encrypt every stored payload to the newest key (the first in VERIHOOK_ENCRYPTION_KEYS).
 
     Resumable: run it again after an interruption. Afterwards the old keys can be dropped.
@@ -111,7 +189,7 @@ def keys_rotate(batch: int) -> None:
     try:
         total = rows_to_rotate(services)
         with click.progressbar(length=total, label="re-encrypting") as bar:
-            stats = rotate_keys(services, batch=batch, progress=bar.update)
+            stats = rotate_keys(services, batch=batch_size, progress=bar.update)
     except DecryptionError as exc:
         raise click.ClickException(f"stopped: {exc}") from exc
     finally:
@@ -122,7 +200,7 @@ def keys_rotate(batch: int) -> None:
     )
 
 
-@click.command()
+@click.command(cls=StoreCommand)
 @click.option(
     "--days",
     type=click.IntRange(0, None),
@@ -150,14 +228,14 @@ def purge(days: int | None, dry_run: bool) -> None:
     )
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def users() -> None:
     """User records."""
 
 
 @users.command("forget")
 @click.argument("user_ref", callback=ref_argument)
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
     "--at-provider",
     is_flag=True,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.common import services_or_exit
+from reconciler.cli.common import StoreGroup, services_or_exit
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def db() -> None:
     """Database schema commands."""
 
@@ -34,7 +34,7 @@ def db_upgrade() -> None:
     from receiver.store.migrate import upgrade
     from reconciler.cli.records import report_remerge
 
-    services = services_or_exit()
+    services = services_or_exit(store="reachable")
     try:
         upgrade(services.engine)
         click.echo("database is at the newest schema")
@@ -43,7 +43,7 @@ def db_upgrade() -> None:
         services.close()
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def outbox() -> None:
     """The outbox of events waiting for a worker."""
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import click
 
+from receiver.canonical import utc
 from reconciler.api.auth import ROLES
 from reconciler.api.tokens import TokenError, create_token, list_tokens, revoke_token
-from reconciler.cli.common import services_or_exit
+from reconciler.cli.common import StoreGroup, engine_or_exit, services_or_exit
 from reconciler.cli.events import cli_actor_name
+from reconciler.cli.options import format_option, print_table, stamp, write_records
 
 COLUMNS = ("name", "role", "created", "revoked", "created_by")
+RECORD_COLUMNS = ("name", "role", "created_at", "revoked_at", "created_by")
 
 
-@click.group()
+@click.group(cls=StoreGroup)
 def tokens() -> None:
     """API tokens for the backend, operators and auditors."""
 
@@ -46,29 +49,37 @@ def create(role: str, name: str | None) -> None:
 
 
 @tokens.command("list")
-def list_command() -> None:
+@format_option()
+def list_command(fmt: str) -> None:
     """Stored tokens: name, role, when created and revoked (never the token)."""
-    services = services_or_exit()
+    engine = engine_or_exit()
     try:
-        rows = [
-            (
-                t.name,
-                t.role,
-                t.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                t.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if t.revoked_at else "-",
-                t.created_by or "-",
-            )
-            for t in list_tokens(services.engine)
+        records = [
+            {
+                "name": t.name,
+                "role": t.role,
+                "created_at": utc(t.created_at).isoformat(),
+                "revoked_at": utc(t.revoked_at).isoformat() if t.revoked_at else None,
+                "created_by": t.created_by,
+            }
+            for t in list_tokens(engine)
         ]
     finally:
-        services.close()
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(COLUMNS)]
-    for line in [COLUMNS, *rows]:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        engine.dispose()
+    if fmt != "table":
+        write_records(records, fmt, RECORD_COLUMNS, {"tokens": records})
+        return
+    rows = [
+        (
+            r["name"],
+            r["role"],
+            stamp(r["created_at"]),
+            stamp(r["revoked_at"]),
+            r["created_by"] or "-",
         )
-    if not rows:
-        click.echo("(no stored tokens; bootstrap tokens come from VERIHOOK_API_TOKENS)")
+        for r in records
+    ]
+    print_table(COLUMNS, rows, "(no stored tokens; bootstrap tokens come from VERIHOOK_API_TOKENS)")
 
 
 @tokens.command("revoke")

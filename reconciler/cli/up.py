@@ -29,7 +29,7 @@ import click
 from receiver.exceptions import VerihookError
 from receiver.settings import Settings
 from reconciler.cli.bind import refuse_busy_bind
-from reconciler.cli.common import settings_or_exit
+from reconciler.cli.common import database_errors, settings_or_exit
 from reconciler.cli.first_run import first_run_block, start_simulators, wants_simulators
 from reconciler.cli.web import gunicorn_command
 
@@ -157,17 +157,17 @@ def child_env(settings: Settings, stack: Stack, url: str, simulate: bool) -> dic
 
 
 def migrate(settings: Settings) -> None:
-    """Bring the database to the newest schema (a clean CLI failure if it cannot)."""
-    from receiver.store.db import UNAVAILABLE_ERRORS, make_engine
+    """Bring the database to the newest schema (a clean CLI failure, in one line naming
+    VERIHOOK_DATABASE_URL, if it cannot)."""
+    from receiver.store.db import make_engine
     from receiver.store.migrate import upgrade
 
-    engine = make_engine(settings.database_url)
-    try:
-        upgrade(engine)
-    except UNAVAILABLE_ERRORS as exc:
-        raise click.ClickException(f"the database is unavailable: {type(exc).__name__}") from exc
-    finally:
-        engine.dispose()
+    with database_errors():
+        engine = make_engine(settings.database_url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
 
 
 def wait_until_ready(url: str, stack: Stack, stop: StopSignals) -> None:

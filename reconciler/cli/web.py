@@ -24,5 +24,5 @@ def gunicorn_command(bind: str) -> list[str]:
 def web(bind: str) -> None:
     """Serve the receiver with gunicorn."""
     refuse_busy_bind(bind, "web")
-    services_or_exit().close()
+    services_or_exit(store="any").close()
     os.execv(sys.executable, gunicorn_command(bind))
