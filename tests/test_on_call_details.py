@@ -18,8 +18,9 @@ from sqlmodel import Session
 
 from receiver.store.models import InboundEvent, UserRecord
 from receiver.store.replay_models import Replay
-from reconciler.cli.events import events, replay
+from reconciler.cli.events import events
 from reconciler.cli.records import users
+from reconciler.cli.replay import replay
 from reconciler.drain import drain_ready_events
 from reconciler.event_queries import EventFilter
 from reconciler.replay.execution import run_replay
