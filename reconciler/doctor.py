@@ -15,14 +15,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from receiver.settings import ProvidersSettings, Settings
 from receiver.store.db import UNAVAILABLE_ERRORS
 from receiver.store.migrate import current_revision, head_revision
 from receiver.store.models import InboundEvent
-from receiver.store.refusals import RefusalCount, bucket_of
+from receiver.store.refusals import bucket_of, refusals_since
 from reconciler.provider_checks import (
     Check,
     DashboardUrl,
@@ -230,25 +230,15 @@ def last_deliveries(session: Session, providers: list[str]) -> dict[str, datetim
 
 def recent_refusals(session: Session, since: datetime) -> dict[str, list[dict[str, Any]]]:
     """Refusals counted since `since`, by provider, the most frequent reason first."""
-    rows = session.execute(
-        select(
-            col(RefusalCount.provider),
-            col(RefusalCount.reason),
-            func.sum(col(RefusalCount.count)),
-            func.max(col(RefusalCount.last_at)),
-        )
-        .where(col(RefusalCount.bucket_start) >= since)
-        .group_by(col(RefusalCount.provider), col(RefusalCount.reason))
-    ).all()
     found: dict[str, list[dict[str, Any]]] = {}
-    for provider, reason, count, last_at in sorted(rows, key=lambda r: (r[0], -r[2], r[1])):
-        hint = REFUSAL_HINTS.get(reason, "see the README, 'Answers to providers'")
-        found.setdefault(provider, []).append(
+    for total in refusals_since(session, since):
+        hint = REFUSAL_HINTS.get(total.reason, "see the README, 'Answers to providers'")
+        found.setdefault(total.provider, []).append(
             {
-                "reason": reason,
-                "count": int(count),
-                "last_at": last_at,
-                "hint": hint.format(prefix=env_name(provider)),
+                "reason": total.reason,
+                "count": total.count,
+                "last_at": total.last_at,
+                "hint": hint.format(prefix=env_name(total.provider)),
             }
         )
     return found

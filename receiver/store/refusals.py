@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import BigInteger, Column, delete
+from sqlalchemy import BigInteger, Column, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col
 
@@ -78,6 +78,33 @@ def add_refusals(session: Session, counted: Iterable[Refusals]) -> None:
         set_={"count": table.c["count"] + stmt.excluded["count"], "last_at": stmt.excluded.last_at},
     )
     session.execute(stmt, rows)
+
+
+@dataclass(frozen=True)
+class RefusalTotal:
+    """Refusals of one provider for one reason since some time, and the last one's time."""
+
+    provider: str
+    reason: str
+    count: int
+    last_at: datetime
+
+
+def refusals_since(session: Session, since: datetime) -> list[RefusalTotal]:
+    """The refusals counted in the buckets from `since` on, by provider and reason, the most
+    frequent first (then by provider and reason)."""
+    rows = session.execute(
+        select(
+            col(RefusalCount.provider),
+            col(RefusalCount.reason),
+            func.sum(col(RefusalCount.count)),
+            func.max(col(RefusalCount.last_at)),
+        )
+        .where(col(RefusalCount.bucket_start) >= since)
+        .group_by(col(RefusalCount.provider), col(RefusalCount.reason))
+    ).all()
+    totals = [RefusalTotal(p, r, int(n), last) for p, r, n, last in rows]
+    return sorted(totals, key=lambda t: (-t.count, t.provider, t.reason))
 
 
 def prune_refusals(session: Session, *, now: datetime) -> None:

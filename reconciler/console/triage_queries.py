@@ -19,7 +19,7 @@ from sqlmodel import Session, col
 from receiver.canonical import Status, utc
 from receiver.store.db import transaction
 from receiver.store.models import EventState, InboundEvent, ObservationRecord, utcnow
-from receiver.store.refusals import RefusalCount
+from receiver.store.refusals import refusals_since
 from receiver.store.sessions import session_row
 from receiver.store.trace_models import DeliveryCount, SessionPoll
 from reconciler.api.views import history_json, session_json
@@ -188,20 +188,14 @@ def _next_check_means(policy: Policy | None, shown: dict[str, Any]) -> str:
 
 def refusals_by_reason(engine: Engine, window: timedelta = REFUSALS_WINDOW) -> list[dict[str, Any]]:
     """Refused deliveries of the last `window` by provider and reason, the most first."""
-    since = utcnow() - window
     with transaction(engine) as session:
-        rows = session.execute(
-            select(
-                col(RefusalCount.provider),
-                col(RefusalCount.reason),
-                func.sum(col(RefusalCount.count)),
-                func.max(col(RefusalCount.last_at)),
-            )
-            .where(col(RefusalCount.bucket_start) >= since)
-            .group_by(RefusalCount.provider, RefusalCount.reason)
-        ).all()
-    found = [
-        {"provider": p, "reason": r, "count": int(n), "last_at": iso_time(last)}
-        for p, r, n, last in rows
+        totals = refusals_since(session, utcnow() - window)
+    return [
+        {
+            "provider": t.provider,
+            "reason": t.reason,
+            "count": t.count,
+            "last_at": iso_time(t.last_at),
+        }
+        for t in totals
     ]
-    return sorted(found, key=lambda r: (-r["count"], r["provider"], r["reason"]))
