@@ -14,7 +14,7 @@ from flask import Response, render_template, request, url_for
 from receiver.services import get_services
 from reconciler.audit import queries as aq
 from reconciler.console import queries
-from reconciler.console.blueprint import bp
+from reconciler.console.blueprint import bp, page_url
 from reconciler.console.docs import (
     BAD_INPUT,
     ConsoleAuditExportQuery,
@@ -91,15 +91,15 @@ def audit():  # type: ignore[no-untyped-def]
     else:
         entries = page.entries
         if page.next_cursor is not None:
-            next_url = url_for("console.audit", **filters, after=page.next_cursor)
+            next_url = page_url("console.audit", filters, after=page.next_cursor)
     answer = render_template(
         "console/audit.html",
         entries=entries,
         filters=filters,
         problem=problem,
         next_url=next_url,
-        csv_url=url_for("console.audit_export", **filters, format="csv"),
-        jsonl_url=url_for("console.audit_export", **filters, format="jsonl"),
+        csv_url=page_url("console.audit_export", filters, format="csv"),
+        jsonl_url=page_url("console.audit_export", filters, format="jsonl"),
         report=None,
     )
     return answer, 400 if problem else 200

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import render_template, request, url_for
+from flask import render_template, request
 
 from receiver.providers import REGISTRY
 from receiver.services import get_services
 from receiver.store.db import transaction
 from reconciler.console import triage_queries
-from reconciler.console.blueprint import bp
+from reconciler.console.blueprint import bp, page_url
 from reconciler.console.docs import (
     BAD_INPUT,
     PAGE_SIZES,
@@ -86,7 +86,7 @@ def events():  # type: ignore[no-untyped-def]
         for row in rows:
             row["results"], row["deliveries"] = results[row["id"]], deliveries[row["id"]]
         if next_cursor:
-            next_url = url_for("console.events", **params, cursor=next_cursor)
+            next_url = page_url("console.events", params, cursor=next_cursor)
     page = render_template(
         "console/events.html",
         events=rows,
@@ -98,7 +98,7 @@ def events():  # type: ignore[no-untyped-def]
         chosen_states=set(filters.get("state", "").split(",")),
         problem=problem,
         next_url=next_url,
-        first_url=url_for("console.events", **params) if cursor else None,
+        first_url=page_url("console.events", params) if cursor else None,
         can_bulk_replay=is_operator() and bool(filters) and not problem,
     )
     return page, 400 if problem else 200

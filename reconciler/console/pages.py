@@ -21,9 +21,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from receiver.canonical import utc
 from receiver.services import get_services
 from receiver.store.models import EventState
+from reconciler.api.spec import answers
 from reconciler.console import queries
 from reconciler.console.blueprint import bp
-from reconciler.console.docs import answers, console_route, page_answers
+from reconciler.console.docs import console_route, page_answers
 from reconciler.console.security import error_page
 from reconciler.replay.runs import list_replays
 from reconciler.replay.shaping import replay_json
