@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Response, current_app, jsonify
+from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,11 +32,12 @@ DEGRADED = "degraded"
 
 def role() -> str:
     """This process's role: `web`, `worker` or `scheduler`."""
-    return current_app.extensions.get(ROLE_KEY, WEB_ROLE)
+    name: str = current_app.extensions.get(ROLE_KEY, WEB_ROLE)
+    return name
 
 
 @bp.get("/healthz")
-def healthz():  # type: ignore[no-untyped-def]
+def healthz() -> ResponseReturnValue:
     """The process is alive (for a worker or scheduler: its loop beat recently enough)."""
     heartbeat = current_app.extensions.get(HEARTBEAT_KEY)
     if heartbeat is None:  # the receiver: answering is the proof
@@ -68,7 +70,7 @@ def redis_answers(services: Services) -> bool:
 
 
 @bp.get("/readyz")
-def readyz():  # type: ignore[no-untyped-def]
+def readyz() -> ResponseReturnValue:
     """Ready to take traffic for this role; 503 with the failing checks otherwise."""
     services, this_role = get_services(), role()
     checks: dict[str, bool | str] = dict(database_checks(services))

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 
 from flask import Flask, g, jsonify, request
+from flask.typing import ResponseReturnValue
 from flask.wrappers import Response
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import BaseConverter
@@ -159,7 +160,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(RefRefused, refused_ref)
 
     @app.before_request
-    def assign_request_id():  # type: ignore[no-untyped-def]
+    def assign_request_id() -> ResponseReturnValue | None:
         g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         g.request_id_token = CURRENT_REQUEST_ID.set(g.request_id)
         g.started = time.perf_counter()
