@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 import click
+from flask.typing import ResponseReturnValue
 
 if TYPE_CHECKING:  # imported inside create_app: `verihook --help` needs none of it
     from flask import Flask
@@ -133,10 +134,10 @@ def _register_error_handlers(flask_app: Flask) -> None:
     from receiver.webhooks import RETRY_AFTER_SECONDS
 
     @flask_app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
         return jsonify({"error": (exc.name or "error").lower()}), exc.code
 
-    def store_unavailable(exc: Exception):  # type: ignore[no-untyped-def]
+    def store_unavailable(exc: Exception) -> ResponseReturnValue:
         flask_app.logger.warning("database unavailable: %s", type(exc).__name__)
         return (
             jsonify({"error": "store unavailable"}),
@@ -148,7 +149,7 @@ def _register_error_handlers(flask_app: Flask) -> None:
         flask_app.register_error_handler(error, store_unavailable)
 
     @flask_app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    def unexpected(exc: Exception) -> ResponseReturnValue:
         flask_app.logger.exception("unhandled error")
         return jsonify({"error": "internal error"}), 500
 

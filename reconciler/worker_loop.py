@@ -135,9 +135,9 @@ class VerihookWorker(PromptWorker):
         """RQ's step, noting the error that ends the loop."""
         self._noting(super().run_maintenance_tasks)
 
-    def dequeue_job_and_maintain_ttl(  # type: ignore[no-untyped-def]
+    def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
-    ):
+    ) -> Any:
         """RQ's step, noting the error that ends the loop."""
         return self._noting(super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
 

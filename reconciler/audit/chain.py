@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from receiver.canonical import utc
 from receiver.store.ledger_models import AuditEntry, AuditHead
@@ -185,14 +185,14 @@ def verify_chain(
     head = session.get(AuditHead, 1)
     start = after or (0, GENESIS_HASH)
     if start[0] > 0:  # walk again from the anchor itself: its hash and its content
-        anchor = session.execute(select(AuditEntry).where(AuditEntry.seq == start[0])).scalar()
+        anchor = session.execute(select(AuditEntry).where(col(AuditEntry.seq) == start[0])).scalar()
         if anchor is None or anchor.entry_hash != start[1]:
             return ChainReport(False, start[0], start[1], start[0], "a verified entry changed")
         start = (start[0] - 1, anchor.prev_hash)
     result = session.execute(
         select(AuditEntry)
-        .where(AuditEntry.seq > start[0])
-        .order_by(AuditEntry.seq)
+        .where(col(AuditEntry.seq) > start[0])
+        .order_by(col(AuditEntry.seq))
         .execution_options(yield_per=batch)
     )
     try:

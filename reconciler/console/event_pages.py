@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from flask import render_template, request
+from flask.typing import ResponseReturnValue
 
 from receiver.providers import REGISTRY
 from receiver.services import get_services
@@ -59,7 +60,7 @@ def event_filters() -> dict[str, str]:
 @console_route(
     page_answers(HTTP_400=(None, "A filter is not valid" + BAD_INPUT)), query=ConsoleEventsQuery
 )
-def events():  # type: ignore[no-untyped-def]
+def events() -> ResponseReturnValue:
     """Console: stored events, newest first, filtered, in pages
 
     Events with filters and cursor pagination (the API's own query).
@@ -116,7 +117,7 @@ def _pretty_body(body: str | None) -> str | None:
 
 @bp.get("/events/<int:event_id>")
 @console_route(page_answers(HTTP_404=(None, "No such event")), query=ConsoleEventQuery)
-def event(event_id: int):  # type: ignore[no-untyped-def]
+def event(event_id: int) -> ResponseReturnValue:
     """Console: one event (metadata, errors, observations, the delivery)
 
     The delivery is shown redacted (names and size); an operator may ask for the decrypted
@@ -155,7 +156,7 @@ def event(event_id: int):  # type: ignore[no-untyped-def]
     form=ConsoleReplayForm,
 )
 @operator_only
-def replay(event_id: int):  # type: ignore[no-untyped-def]
+def replay(event_id: int) -> ResponseReturnValue:
     """Console: dry-run one event's replay, or replay it when confirmed (operators)
 
     A dry run unless the form says `confirm=1` (the dry run's page offers that button): replays

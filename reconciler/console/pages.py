@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Response, render_template, request
+from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -108,7 +109,7 @@ def _static(name: str) -> bytes:
 
 @bp.get("/")
 @console_route(page_answers())
-def overview():  # type: ignore[no-untyped-def]
+def overview() -> ResponseReturnValue:
     """Console: overview (events by state, queue, overdue sessions, scheduler leader)
 
     Events by state, queue depth and age, failed/quarantined, overdue sessions, leader.
@@ -135,7 +136,7 @@ def overview():  # type: ignore[no-untyped-def]
 
 @bp.errorhandler(SQLAlchemyError)
 @bp.errorhandler(RedisError)
-def unavailable(exc: Exception):  # type: ignore[no-untyped-def]
+def unavailable(exc: Exception) -> ResponseReturnValue:
     """The database (or Redis) did not answer: say so plainly, with the request id."""
     log.warning("console: %s", type(exc).__name__)
     return error_page(
