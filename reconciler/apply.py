@@ -338,8 +338,3 @@ def _mark_events(
             )
     outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
     conn.execute(delete(outbox).where(outbox.c.event_id.in_(list(parsed_events))))
-
-
-def occurred(value: datetime | None) -> str | None:
-    """ISO-8601 of an optional time (for payloads)."""
-    return utc(value).isoformat() if value else None

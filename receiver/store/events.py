@@ -151,13 +151,6 @@ def fill_user_refs(session: Session, refs: dict[tuple[str, str], str]) -> None:
         )
 
 
-def event_state(session: Session, event_id: int) -> str | None:
-    """An event's state, or None when there is no such event."""
-    return session.execute(
-        select(col(InboundEvent.state)).where(col(InboundEvent.id) == event_id)
-    ).scalar_one_or_none()
-
-
 def open_payload(event: InboundEvent, *, keyring: Keyring) -> dict[str, Any]:
     """Decrypt an event's stored delivery record."""
     if event.payload_blob is None or event.key_id is None:
