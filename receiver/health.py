@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Response, current_app, jsonify
-from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.metrics import HEARTBEAT, render
+from receiver.requests import ViewResult
 from receiver.services import Services, get_services
 from receiver.store.migrate import is_at_head
 
@@ -37,7 +37,7 @@ def role() -> str:
 
 
 @bp.get("/healthz")
-def healthz() -> ResponseReturnValue:
+def healthz() -> ViewResult:
     """The process is alive (for a worker or scheduler: its loop beat recently enough)."""
     heartbeat = current_app.extensions.get(HEARTBEAT_KEY)
     if heartbeat is None:  # the receiver: answering is the proof
@@ -70,7 +70,7 @@ def redis_answers(services: Services) -> bool:
 
 
 @bp.get("/readyz")
-def readyz() -> ResponseReturnValue:
+def readyz() -> ViewResult:
     """Ready to take traffic for this role; 503 with the failing checks otherwise."""
     services, this_role = get_services(), role()
     checks: dict[str, bool | str] = dict(database_checks(services))

@@ -36,6 +36,7 @@ from receiver.store.models import (
     InboundEvent,
     ObservationRecord,
     OutboxEntry,
+    table_of,
     utcnow,
 )
 from reconciler.audit.chain import AuditDraft
@@ -177,7 +178,7 @@ def _forget_unknown_sessions(
             parsed_events[event_id] = (event, replace(parsed, session_id=None, poll_now=False))
 
 
-_OBS = ObservationRecord.__table__  # type: ignore[attr-defined]
+_OBS = table_of(ObservationRecord)
 _DETHRONE = (
     update(_OBS)
     .where(_OBS.c.session_pk == bindparam("spk"), _OBS.c.observation_key == bindparam("okey"))
@@ -310,7 +311,7 @@ def _mark_events(
     An event of a known session carries the session's user ref when it names none itself (a
     callback or a poll answer never does), so that every user filter finds it."""
     now = utcnow()
-    events = InboundEvent.__table__  # type: ignore[attr-defined]
+    events = table_of(InboundEvent)
     conn = session.connection()
     for event_id, (event, parsed) in parsed_events.items():
         key = (event.provider, parsed.session_id or "")
@@ -336,5 +337,5 @@ def _mark_events(
                 .where(events.c.id.in_(ids))
                 .values(state=state.value, applied_at=now, updated_at=now, last_error=None)
             )
-    outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
+    outbox = table_of(OutboxEntry)
     conn.execute(delete(outbox).where(outbox.c.event_id.in_(list(parsed_events))))

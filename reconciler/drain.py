@@ -29,7 +29,7 @@ from receiver.metrics import APPLIED, APPLY_FAILURES, RECEIPT_TO_APPLIED, UNKNOW
 from receiver.providers.base import Parsed
 from receiver.services import Services
 from receiver.store.db import UNAVAILABLE_ERRORS, transaction
-from receiver.store.models import EventState, InboundEvent, OutboxEntry, utcnow
+from receiver.store.models import EventState, InboundEvent, OutboxEntry, table_of, utcnow
 from reconciler import notify
 from reconciler.apply import apply_parsed, claim_ready, parse_event
 from reconciler.audit.chain import append_audit
@@ -186,9 +186,7 @@ def _quarantine(session: Session, event: InboundEvent, error: str) -> None:
         .values(state=EventState.QUARANTINED.value, parse_error=error[:2000], updated_at=now)
     )
     session.execute(
-        OutboxEntry.__table__.delete().where(  # type: ignore[attr-defined]
-            OutboxEntry.event_id == event.id
-        )
+        table_of(OutboxEntry).delete().where(col(OutboxEntry.event_id) == event.id)
     )
 
 

@@ -25,6 +25,7 @@ from receiver.store.models import (
     Disposition,
     ObservationRecord,
     VerificationSession,
+    table_of,
     utcnow,
 )
 from reconciler.audit.chain import AuditDraft, append_audit
@@ -89,7 +90,7 @@ def _remerge_batch(db: Session, ids: list[int], dry_run: bool, report: RemergeRe
         observations.setdefault(record.session_pk, []).append(record)
     users: set[str] = set()
     drafts: list[AuditDraft] = []
-    table = ObservationRecord.__table__  # type: ignore[attr-defined]
+    table = table_of(ObservationRecord)
     dispositions = (
         update(table)
         .where(table.c.id == bindparam("_id"))

@@ -14,9 +14,9 @@ import threading
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
-from flask.typing import ResponseReturnValue
 from werkzeug.routing import Rule
 
+from receiver.requests import ViewResult
 from reconciler.api import inbound  # noqa: F401  (registers the stand-ins)
 from reconciler.api.schemas.inbound import Document
 from reconciler.api.spec import STAND_INS, answers, is_described, spec
@@ -73,7 +73,7 @@ def build_document(app: Flask) -> dict[str, Any]:
     tags=["meta"],
     security={},
 )
-def openapi_json() -> ResponseReturnValue:
+def openapi_json() -> ViewResult:
     """This OpenAPI document
 
     Every endpoint the app serves; no token needed.

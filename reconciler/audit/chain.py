@@ -15,7 +15,7 @@ from sqlmodel import Session, col
 
 from receiver.canonical import utc
 from receiver.store.ledger_models import AuditEntry, AuditHead
-from receiver.store.models import utcnow
+from receiver.store.models import table_of, utcnow
 
 GENESIS_HASH = "0" * 64
 """The `prev_hash` of the first entry."""
@@ -68,8 +68,8 @@ def entry_hash(prev_hash: str, fields: dict[str, object]) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-_HEAD = AuditHead.__table__  # type: ignore[attr-defined]
-_ENTRIES = AuditEntry.__table__  # type: ignore[attr-defined]
+_HEAD = table_of(AuditHead)
+_ENTRIES = table_of(AuditEntry)
 _ENTRY_COLUMNS = [c for c in AuditEntry.model_fields if c != "id"]
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, render_template, request, url_for
-from flask.typing import ResponseReturnValue
 
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from reconciler.audit import queries as aq
 from reconciler.console import queries
@@ -38,7 +38,7 @@ TIMELINE_AUDIT_LIMIT = 500
 @console_route(
     page_answers(HTTP_400=(None, "Not a valid user ref" + BAD_INPUT)), query=ConsoleTimelineQuery
 )
-def timeline() -> ResponseReturnValue:
+def timeline() -> ViewResult:
     """Console: a user's verification timeline (sessions, their history, audit entries)
 
     A user's status, sessions with their histories, and audit entries in time order.
@@ -73,7 +73,7 @@ def _audit_filter() -> tuple[dict[str, str], aq.AuditFilter]:
 @console_route(
     page_answers(HTTP_400=(None, "A filter is not valid" + BAD_INPUT)), query=ConsoleAuditQuery
 )
-def audit() -> ResponseReturnValue:
+def audit() -> ViewResult:
     """Console: the audit history, filtered, with export links and a verify button
 
     The audit history in chain order, filtered, a page at a time.
@@ -108,7 +108,7 @@ def audit() -> ResponseReturnValue:
 
 @bp.get("/audit/export")
 @console_route(export_answers(), query=ConsoleAuditExportQuery)
-def audit_export() -> ResponseReturnValue:
+def audit_export() -> ViewResult:
     """Console: download the filtered audit history as CSV or JSON Lines
 
     The same export as `GET /api/v1/audit?format=csv|jsonl`, for a signed-in browser.
@@ -131,7 +131,7 @@ def audit_export() -> ResponseReturnValue:
 @console_route(
     form_answers(HTTP_200=(None, "The verdict: ok, or the first bad entry")), form=ConsoleCsrfForm
 )
-def audit_verify() -> ResponseReturnValue:
+def audit_verify() -> ViewResult:
     """Console: verify the audit hash chain
 
     Walks the chain; shows ok with the count and head, or the first entry that does not chain.

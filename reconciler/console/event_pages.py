@@ -11,9 +11,9 @@ import json
 from typing import Any
 
 from flask import render_template, request
-from flask.typing import ResponseReturnValue
 
 from receiver.providers import REGISTRY
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from receiver.store.db import transaction
 from reconciler.console import triage_queries
@@ -60,7 +60,7 @@ def event_filters() -> dict[str, str]:
 @console_route(
     page_answers(HTTP_400=(None, "A filter is not valid" + BAD_INPUT)), query=ConsoleEventsQuery
 )
-def events() -> ResponseReturnValue:
+def events() -> ViewResult:
     """Console: stored events, newest first, filtered, in pages
 
     Events with filters and cursor pagination (the API's own query).
@@ -117,7 +117,7 @@ def _pretty_body(body: str | None) -> str | None:
 
 @bp.get("/events/<int:event_id>")
 @console_route(page_answers(HTTP_404=(None, "No such event")), query=ConsoleEventQuery)
-def event(event_id: int) -> ResponseReturnValue:
+def event(event_id: int) -> ViewResult:
     """Console: one event (metadata, errors, observations, the delivery)
 
     The delivery is shown redacted (names and size); an operator may ask for the decrypted
@@ -156,7 +156,7 @@ def event(event_id: int) -> ResponseReturnValue:
     form=ConsoleReplayForm,
 )
 @operator_only
-def replay(event_id: int) -> ResponseReturnValue:
+def replay(event_id: int) -> ViewResult:
     """Console: dry-run one event's replay, or replay it when confirmed (operators)
 
     A dry run unless the form says `confirm=1` (the dry run's page offers that button): replays

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import Response, render_template, request
-from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.canonical import utc
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from receiver.store.models import EventState
 from reconciler.api.spec import answers
@@ -109,7 +109,7 @@ def _static(name: str) -> bytes:
 
 @bp.get("/")
 @console_route(page_answers())
-def overview() -> ResponseReturnValue:
+def overview() -> ViewResult:
     """Console: overview (events by state, queue, overdue sessions, scheduler leader)
 
     Events by state, queue depth and age, failed/quarantined, overdue sessions, leader.
@@ -136,7 +136,7 @@ def overview() -> ResponseReturnValue:
 
 @bp.errorhandler(SQLAlchemyError)
 @bp.errorhandler(RedisError)
-def unavailable(exc: Exception) -> ResponseReturnValue:
+def unavailable(exc: Exception) -> ViewResult:
     """The database (or Redis) did not answer: say so plainly, with the request id."""
     log.warning("console: %s", type(exc).__name__)
     return error_page(

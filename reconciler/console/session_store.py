@@ -67,4 +67,4 @@ def close_session(engine: Engine, session_id: str) -> bool:
                 col(ConsoleSession.session_digest) == session_digest(session_id)
             )
         )
-        return bool(cast("CursorResult[Any]", result).rowcount)  # a DELETE's result is one
+        return bool(cast(CursorResult[Any], result).rowcount)  # a DELETE's result is one

@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 from flask import redirect, render_template, request, session, url_for
-from flask.typing import ResponseReturnValue
 
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from reconciler.api.auth import authenticate_token, known_tokens, token_digest
 from reconciler.console.blueprint import bp
@@ -29,7 +29,7 @@ MAX_TOKEN_LENGTH = 512
 
 @bp.get("/sign-in")
 @console_route(page_answers(), query=ConsoleSignInQuery)
-def sign_in() -> ResponseReturnValue:
+def sign_in() -> ViewResult:
     """Console: the sign-in form
 
     A token field.
@@ -50,7 +50,7 @@ def sign_in() -> ResponseReturnValue:
     ),
     form=ConsoleSignInForm,
 )
-def sign_in_post() -> ResponseReturnValue:
+def sign_in_post() -> ViewResult:
     """Console: sign in with an operator or auditor token
 
     Checks the token and opens a session on the server (its digest and an expiry); the signed

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 
 from flask import redirect, render_template, request, url_for
-from flask.typing import ResponseReturnValue
 
 from receiver.providers import REGISTRY
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from reconciler.console import triage_queries
 from reconciler.console.blueprint import bp
@@ -46,7 +46,7 @@ RECONCILE_RESULTS = frozenset(
 
 @bp.get("/attention")
 @console_route(page_answers())
-def attention() -> ResponseReturnValue:
+def attention() -> ViewResult:
     """Console: what needs attention (failed and quarantined events, overdue sessions)
 
     Failed and quarantined events and overdue sessions together, newest first, with the refused
@@ -66,7 +66,7 @@ def attention() -> ResponseReturnValue:
 
 @bp.get("/sessions/<provider>/<path:session_id>")
 @console_route(page_answers(HTTP_404=(None, "No such session")))
-def session_page(provider: str, session_id: str) -> ResponseReturnValue:
+def session_page(provider: str, session_id: str) -> ViewResult:
     """Console: one session (status, history, recent checks, next check, why overdue)
 
     The session's observations, the scheduler's recent checks of it (time, outcome), when it is
@@ -94,7 +94,7 @@ def session_page(provider: str, session_id: str) -> ResponseReturnValue:
     form=ConsoleReconcileForm,
 )
 @operator_only
-def reconcile_session() -> ResponseReturnValue:
+def reconcile_session() -> ViewResult:
     """Console: reconcile one session now (operators)
 
     Asks the provider for the session's status now, whatever its schedule, applies what changed,

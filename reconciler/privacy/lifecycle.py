@@ -27,6 +27,7 @@ from receiver.store.models import (
     ObservationRecord,
     UserRecord,
     VerificationSession,
+    table_of,
     utcnow,
 )
 from reconciler.audit.chain import AuditDraft, append_audit
@@ -35,8 +36,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
-_EVENTS: Table = InboundEvent.__table__  # type: ignore[attr-defined]
-_OBSERVATIONS: Table = ObservationRecord.__table__  # type: ignore[attr-defined]
+_EVENTS: Table = table_of(InboundEvent)
+_OBSERVATIONS: Table = table_of(ObservationRecord)
 
 
 def _event_aad(row: Row[Any]) -> bytes:
