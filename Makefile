@@ -37,7 +37,7 @@ test: venv
 	.ci/install-nginx || echo "nginx is not installed: the slow-client tests behind nginx skip"
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-## check: the fast loop, well under a minute: ruff, the import contracts of docs/ARCHITECTURE.md,
+## check: the fast loop, under a minute (about 45 s): ruff, the import contracts (ARCHITECTURE.md),
 ## mypy --strict ([tool.mypy] in pyproject.toml; incremental, .mypy_cache), then the tests marked
 ## `unit` (pure core and unit tests: ordering, signatures, status parsers, settings, terminal
 ## escaping, deploy files; no PostgreSQL, Redis or child process). `make test` runs the unit
