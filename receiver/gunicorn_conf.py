@@ -19,12 +19,22 @@ objects are frozen out of the garbage collector's reach so that it does not dirt
 connections are opened only in the workers, after the fork.
 """
 
+from __future__ import annotations
+
 import gc
 import multiprocessing
 import os
 import shutil
+from typing import TYPE_CHECKING
 
 from receiver.logs import ROUTINE_LOGGERS, library_level
+
+if TYPE_CHECKING:  # gunicorn has no type hints: these are Any to mypy, named for the reader
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.http.message import Request
+    from gunicorn.workers.base import Worker
+
+    from receiver.services import Services
 
 wsgi_app = "app:app"
 bind = os.environ.get("VERIHOOK_BIND", "127.0.0.1:8000")
@@ -78,7 +88,7 @@ os.environ.setdefault(
 )
 
 
-def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
+def on_starting(server: Arbiter) -> None:  # noqa: ARG001 - gunicorn hook signature
     """Start with an empty metrics directory (stale files would add old counts)."""
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     if os.environ.get("VERIHOOK_KEEP_METRICS") != "1":
@@ -86,39 +96,40 @@ def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
     os.makedirs(directory, exist_ok=True)
 
 
-def pre_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
+def pre_fork(server: Arbiter, worker: Worker) -> None:  # noqa: ARG001 - gunicorn hook signature
     """Keep what the preloaded app allocated out of the collector's reach (pages stay shared)."""
     gc.freeze()
 
 
-def _services(server):
+def _services(server: Arbiter) -> Services | None:
     """The preloaded app's Services, if it has any."""
     from receiver.services import EXTENSION_KEY
 
     application = server.app.wsgi()
-    return getattr(application, "extensions", {}).get(EXTENSION_KEY)
+    services: Services | None = getattr(application, "extensions", {}).get(EXTENSION_KEY)
+    return services
 
 
-def post_fork(server, worker):  # noqa: ARG001 - gunicorn hook signature
+def post_fork(server: Arbiter, worker: Worker) -> None:  # noqa: ARG001 - gunicorn hook signature
     """Connections are never shared across a fork: drop any the master's app may hold."""
     services = _services(server)
     if services is not None:
         services.after_fork()
 
 
-def pre_request(worker, req):  # noqa: ARG001 - gunicorn hook signature
+def pre_request(worker: Worker, req: Request) -> None:  # noqa: ARG001 - gunicorn hook signature
     """Nothing: gunicorn's default logs `method path` at debug, and a path may carry idvapi's
     token or a user ref (the app's access log writes the route template instead)."""
 
 
-def worker_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+def worker_exit(server: Arbiter, worker: Worker) -> None:  # noqa: ARG001 - gunicorn hook signature
     """In the stopping worker: write the refusals it counted and has not written yet."""
     services = _services(server)
     if services is not None:
         services.flush_refusals()
 
 
-def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+def child_exit(server: Arbiter, worker: Worker) -> None:  # noqa: ARG001 - gunicorn hook signature
     """Forget a dead worker's live gauges."""
     from receiver.metrics import mark_process_dead
 

@@ -39,7 +39,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from gunicorn import http, util
 from gunicorn.http.body import Body
@@ -57,7 +57,7 @@ class ClientTimedOut(Exception):
     """The client did not send its request (head and body) within the deadline."""
 
 
-class DeadlineUnreader(SocketUnreader):
+class DeadlineUnreader(SocketUnreader):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn's socket reader, each `recv()` bounded by what is left of `deadline`
     (`time.monotonic()`; None: no deadline, gunicorn's own behaviour)."""
 
@@ -66,14 +66,14 @@ class DeadlineUnreader(SocketUnreader):
     def chunk(self, size_hint: int | None = None) -> bytes:
         """The next bytes from the socket, or ClientTimedOut once the deadline has passed."""
         if self.deadline is None:
-            return super().chunk(size_hint)
+            return cast(bytes, super().chunk(size_hint))  # gunicorn is untyped
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise ClientTimedOut()
         before = self.sock.gettimeout()
         self.sock.settimeout(remaining)
         try:
-            return super().chunk(size_hint)
+            return cast(bytes, super().chunk(size_hint))  # gunicorn is untyped
         except TimeoutError:  # socket.timeout
             raise ClientTimedOut() from None
         finally:
@@ -91,7 +91,7 @@ class _Prefetched:
         if self.data:
             out, self.data = self.data[:size], self.data[size:]
             return out
-        return self.rest.read(size)
+        return cast(bytes, self.rest.read(size))  # gunicorn is untyped
 
 
 def declared_length(req: Any) -> int | None:
@@ -213,7 +213,7 @@ def quiet(exc: BaseException) -> BaseException:
     return copy.with_traceback(exc.__traceback__)
 
 
-class JsonErrorThreadWorker(ThreadWorker):
+class JsonErrorThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn's gthread worker, answering its own refusals (400, 414, 431, …) in JSON and
     telling the app which header lines were repeated."""
 
@@ -322,10 +322,10 @@ class DeadlineThreadWorker(JsonErrorThreadWorker):
         """Read the body under the deadline, lift the deadline, then run the app."""
         reader = getattr(conn.parser, "unreader", None)
         if not isinstance(reader, DeadlineUnreader) or reader.deadline is None:
-            return super().handle_request(req, conn)
+            return cast(bool, super().handle_request(req, conn))  # gunicorn is untyped
         read_whole = read_body_now(req, conn.sock, self.body_cap)
         reader.deadline = None  # the app never waits for the client
-        keepalive = super().handle_request(req, conn)
+        keepalive: bool = super().handle_request(req, conn)
         if not read_whole:  # refused unread: no draining a body that may never end
             hang_up(conn.sock)
             return False

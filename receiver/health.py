@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.metrics import HEARTBEAT, render
+from receiver.requests import ViewResult
 from receiver.services import Services, get_services
 from receiver.store.migrate import is_at_head
 
@@ -31,11 +32,12 @@ DEGRADED = "degraded"
 
 def role() -> str:
     """This process's role: `web`, `worker` or `scheduler`."""
-    return current_app.extensions.get(ROLE_KEY, WEB_ROLE)
+    name: str = current_app.extensions.get(ROLE_KEY, WEB_ROLE)
+    return name
 
 
 @bp.get("/healthz")
-def healthz():  # type: ignore[no-untyped-def]
+def healthz() -> ViewResult:
     """The process is alive (for a worker or scheduler: its loop beat recently enough)."""
     heartbeat = current_app.extensions.get(HEARTBEAT_KEY)
     if heartbeat is None:  # the receiver: answering is the proof
@@ -68,7 +70,7 @@ def redis_answers(services: Services) -> bool:
 
 
 @bp.get("/readyz")
-def readyz():  # type: ignore[no-untyped-def]
+def readyz() -> ViewResult:
     """Ready to take traffic for this role; 503 with the failing checks otherwise."""
     services, this_role = get_services(), role()
     checks: dict[str, bool | str] = dict(database_checks(services))

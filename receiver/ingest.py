@@ -6,11 +6,13 @@ Plain function, no Flask: the webhook blueprint calls it and enqueues after it r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import col
 
 from receiver.event_writer import CONNECTION_ERRORS, EventWriter, Refused
 from receiver.exceptions import ParseError, StoreUnavailableError, UnknownValueError
@@ -48,15 +50,15 @@ class IngestResult:
         return self.outcome is Outcome.ACCEPTED
 
 
-def stored_state_lookup(engine: Engine, provider: str):  # type: ignore[no-untyped-def]
+def stored_state_lookup(engine: Engine, provider: str) -> Callable[[str], str | None]:
     """A callback that reads the `state` digest stored for one of `provider`'s sessions."""
 
     def lookup(session_id: str) -> str | None:
         with transaction(engine) as session:
             return session.execute(
-                select(VerificationSession.state_digest).where(
-                    VerificationSession.provider == provider,
-                    VerificationSession.session_id == session_id,
+                select(col(VerificationSession.state_digest)).where(
+                    col(VerificationSession.provider) == provider,
+                    col(VerificationSession.session_id) == session_id,
                 )
             ).scalar_one_or_none()
 
@@ -146,7 +148,7 @@ def _new_event(
     )
 
 
-def _guarded(lookup):  # type: ignore[no-untyped-def]
+def _guarded(lookup: Callable[[str], str | None]) -> Callable[[str], str | None]:
     """Any database error while reading callback state is the store's: the session id looked up
     is printable text checked by the provider before, so it cannot be the content's fault."""
 

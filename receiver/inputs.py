@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 MAX_REF_LENGTH = 128
 """The longest user ref or session id accepted anywhere (the columns' length)."""
@@ -42,7 +42,7 @@ MAX_JSON_DEPTH = 32
 """Deepest nesting accepted in a JSON document (the top value is level 1)."""
 
 
-def is_ref(value: object) -> bool:
+def is_ref(value: object) -> TypeGuard[str]:
     """True when `value` may be a user ref or a session id (see the module docstring)."""
     return (
         isinstance(value, str)
@@ -56,7 +56,7 @@ def check_ref(value: object, name: str) -> str:
     """`value` when it is a ref (`is_ref`), else ValueError naming the field `name`."""
     if not is_ref(value):
         raise ValueError(f"{name} must be {REF_RULE}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def too_deep(value: Any) -> bool:

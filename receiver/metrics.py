@@ -26,6 +26,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
+from sqlmodel import col
 
 from receiver.store.models import InboundEvent, OutboxEntry, VerificationSession, utcnow
 
@@ -137,12 +138,12 @@ class DatabaseCollector(Collector):
                     select(func.count(), func.min(OutboxEntry.created_at)).select_from(OutboxEntry)
                 ).one()
                 states = conn.execute(
-                    select(InboundEvent.state, func.count()).group_by(InboundEvent.state)
+                    select(col(InboundEvent.state), func.count()).group_by(col(InboundEvent.state))
                 ).all()
                 overdue = conn.execute(
                     select(func.count())
                     .select_from(VerificationSession)
-                    .where(VerificationSession.overdue.is_(True))
+                    .where(col(VerificationSession.overdue).is_(True))
                 ).scalar()
         except Exception:  # scraping must not fail because the database is down
             log.warning("metrics could not read the database")

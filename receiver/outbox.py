@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from redis import Redis
 from sqlalchemy import Engine, func, select, update
+from sqlmodel import col
 
 from receiver.queue import enqueue_drain
 from receiver.store.db import transaction
@@ -38,7 +39,7 @@ def flush_outbox(
         ready = session.execute(
             select(func.count())
             .select_from(OutboxEntry)
-            .where(OutboxEntry.available_at <= now, OutboxEntry.created_at <= cutoff)
+            .where(col(OutboxEntry.available_at) <= now, col(OutboxEntry.created_at) <= cutoff)
         ).scalar_one()
         pending = session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
     if not ready:
@@ -47,7 +48,7 @@ def flush_outbox(
     with transaction(engine) as session:
         session.execute(
             update(OutboxEntry)
-            .where(OutboxEntry.available_at <= now, OutboxEntry.created_at <= cutoff)
+            .where(col(OutboxEntry.available_at) <= now, col(OutboxEntry.created_at) <= cutoff)
             .values(enqueued_at=now)
         )
     return FlushResult(pending=pending, woken=ready, job_id=job_id)

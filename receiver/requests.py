@@ -18,16 +18,24 @@ import time
 import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
+from typing import Any
 
 from flask import Flask, g, jsonify, request
 from flask.wrappers import Response
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import BaseConverter
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from receiver.inputs import REF_RULE, is_ref
 from receiver.services import get_services
 
 log = logging.getLogger("verihook.access")
+
+_Body = WerkzeugResponse | str
+ViewResult = _Body | tuple[_Body, int] | tuple[_Body, int, dict[str, Any]]
+"""What a view returns (its return annotation). Not flask.typing.ViewResult: spectree
+resolves a validated view's annotations at run time, and flask's alias names types it imports
+only for type checkers."""
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """What an incoming X-Request-ID may look like to be reused (anything else is replaced)."""
@@ -159,7 +167,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(RefRefused, refused_ref)
 
     @app.before_request
-    def assign_request_id():  # type: ignore[no-untyped-def]
+    def assign_request_id() -> ViewResult | None:
         g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         g.request_id_token = CURRENT_REQUEST_ID.set(g.request_id)
         g.started = time.perf_counter()

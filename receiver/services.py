@@ -135,4 +135,5 @@ def init_app(app: Flask, services: Services) -> None:
 
 def get_services() -> Services:
     """The current app's services."""
-    return current_app.extensions[EXTENSION_KEY]
+    services: Services = current_app.extensions[EXTENSION_KEY]
+    return services

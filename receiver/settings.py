@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -154,7 +154,8 @@ class Settings(BaseSettings):
 
     def provider(self, name: str) -> ProviderSettings:
         """One provider's settings by name."""
-        return getattr(self.providers, name)
+        settings: ProviderSettings = getattr(self.providers, name)
+        return settings
 
     def configured_providers(self) -> list[str]:
         """The providers given any credential, in the registry's order."""
@@ -195,8 +196,8 @@ def _is_placeholder(value: SecretStr | None) -> bool:
     return any(part.strip().lower() in PLACEHOLDER_SECRETS for part in parts)
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Build the settings from the environment (and VERIHOOK_CONFIG), then `overrides`."""
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = Settings(**overrides)
     refuse_placeholders(settings)
     return settings

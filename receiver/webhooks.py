@@ -243,7 +243,7 @@ def callback(name: str) -> Response:
         return webhook_answer(taken)
     return_url = services.settings.provider(taken.provider.name).return_url
     if return_url:
-        return redirect(return_url, code=302)  # type: ignore[return-value]
+        return redirect(return_url, code=302)
     if taken.result is not None:
         status, message = 200, "Thank you. You can close this window."
     elif taken.error is not None and taken.error.status_code == 503:

@@ -16,18 +16,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from receiver.canonical import (
     DecidedBy,
     Observation,
     Source,
     Status,
+    StatusClass,
     status_class,
     utc,
 )
-from receiver.providers import Provider
-from receiver.providers.base import Delivery, Parsed
+from receiver.providers.base import Delivery, Parsed, Provider
 from receiver.store.crypto import Keyring
 from receiver.store.events import open_payload
 from receiver.store.models import (
@@ -36,6 +36,7 @@ from receiver.store.models import (
     InboundEvent,
     ObservationRecord,
     OutboxEntry,
+    table_of,
     utcnow,
 )
 from reconciler.audit.chain import AuditDraft
@@ -43,6 +44,7 @@ from reconciler.ordering import ordering_key
 from reconciler.planner import Policy, SessionFacts, after_event
 from reconciler.poller import SYNTHETIC_EXPIRY, expiry_observation
 from reconciler.sessions import (
+    SessionKey,
     SessionRow,
     existing_sessions,
     hurry_recent_sessions,
@@ -67,9 +69,9 @@ class BatchResult:
 def claim_ready(session: Session, limit: int) -> list[int]:
     """Lock up to `limit` ready outbox rows (others' locked rows are skipped) and return ids."""
     query = (
-        select(OutboxEntry.event_id)
-        .where(OutboxEntry.available_at <= utcnow())
-        .order_by(OutboxEntry.event_id)
+        select(col(OutboxEntry.event_id))
+        .where(col(OutboxEntry.available_at) <= utcnow())
+        .order_by(col(OutboxEntry.event_id))
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -88,7 +90,7 @@ def parse_event(event: InboundEvent, provider: Provider, keyring: Keyring) -> Pa
     return provider.parse(delivery)
 
 
-def _current_key(row: SessionRow) -> tuple | None:  # type: ignore[type-arg]
+def _current_key(row: SessionRow) -> tuple[StatusClass, datetime, str] | None:
     if row.current_observation_key is None or row.status_observed_at is None:
         return None
     klass = status_class(Status(row.status), DecidedBy(row.decided_by))
@@ -116,7 +118,7 @@ def apply_parsed(
     """Apply already-parsed events inside the caller's transaction, with set-based queries."""
     result = BatchResult()
     _forget_unknown_sessions(session, parsed_events)
-    refs = {}
+    refs: dict[SessionKey, str | None] = {}
     for event, parsed in parsed_events.values():
         if parsed.session_id is not None:
             refs.setdefault((event.provider, parsed.session_id), parsed.user_ref)
@@ -176,7 +178,7 @@ def _forget_unknown_sessions(
             parsed_events[event_id] = (event, replace(parsed, session_id=None, poll_now=False))
 
 
-_OBS = ObservationRecord.__table__  # type: ignore[attr-defined]
+_OBS = table_of(ObservationRecord)
 _DETHRONE = (
     update(_OBS)
     .where(_OBS.c.session_pk == bindparam("spk"), _OBS.c.observation_key == bindparam("okey"))
@@ -191,8 +193,9 @@ def _known_keys(session: Session, items: Iterable[_SessionWork]) -> set[tuple[in
     if not pks:
         return set()
     rows = session.execute(
-        select(ObservationRecord.session_pk, ObservationRecord.observation_key).where(
-            ObservationRecord.session_pk.in_(pks), ObservationRecord.observation_key.in_(keys)
+        select(col(ObservationRecord.session_pk), col(ObservationRecord.observation_key)).where(
+            col(ObservationRecord.session_pk).in_(pks),
+            col(ObservationRecord.observation_key).in_(keys),
         )
     )
     return {(pk, key) for pk, key in rows}
@@ -308,7 +311,7 @@ def _mark_events(
     An event of a known session carries the session's user ref when it names none itself (a
     callback or a poll answer never does), so that every user filter finds it."""
     now = utcnow()
-    events = InboundEvent.__table__  # type: ignore[attr-defined]
+    events = table_of(InboundEvent)
     conn = session.connection()
     for event_id, (event, parsed) in parsed_events.items():
         key = (event.provider, parsed.session_id or "")
@@ -334,10 +337,5 @@ def _mark_events(
                 .where(events.c.id.in_(ids))
                 .values(state=state.value, applied_at=now, updated_at=now, last_error=None)
             )
-    outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
+    outbox = table_of(OutboxEntry)
     conn.execute(delete(outbox).where(outbox.c.event_id.in_(list(parsed_events))))
-
-
-def occurred(value: datetime | None) -> str | None:
-    """ISO-8601 of an optional time (for payloads)."""
-    return utc(value).isoformat() if value else None

@@ -9,4 +9,4 @@ from __future__ import annotations
 
 def exponential_backoff(step: int, *, base: float, cap: float) -> float:
     """Seconds to wait: `base * 2**step`, capped at `cap`; a negative step counts as 0."""
-    return min(base * 2 ** max(step, 0), cap)
+    return min(base * 2.0 ** max(step, 0), cap)

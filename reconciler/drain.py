@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from receiver.canonical import utc
 from receiver.exceptions import DecryptionError, ParseError, UnknownValueError
@@ -29,7 +29,7 @@ from receiver.metrics import APPLIED, APPLY_FAILURES, RECEIPT_TO_APPLIED, UNKNOW
 from receiver.providers.base import Parsed
 from receiver.services import Services
 from receiver.store.db import UNAVAILABLE_ERRORS, transaction
-from receiver.store.models import EventState, InboundEvent, OutboxEntry, utcnow
+from receiver.store.models import EventState, InboundEvent, OutboxEntry, table_of, utcnow
 from reconciler import notify
 from reconciler.apply import apply_parsed, claim_ready, parse_event
 from reconciler.audit.chain import append_audit
@@ -109,7 +109,8 @@ def apply_batch(
     raises DecryptionError. The audit head is locked last. Nothing is committed here, so no
     metric is counted either: the caller counts `stats` (`record_applied`) once it commits.
     """
-    events = session.execute(select(InboundEvent).where(InboundEvent.id.in_(event_ids))).scalars()
+    query = select(InboundEvent).where(col(InboundEvent.id).in_(event_ids))
+    events = session.execute(query).scalars()
     parsed: dict[int, tuple[InboundEvent, Parsed]] = {}
     for event in events:
         error = _reparse(services, event, parsed, count_unknown=not replay)
@@ -156,6 +157,7 @@ def _reparse(
     provider = services.providers.get(event.provider)
     if provider is None:
         return f"provider {event.provider!r} is not configured any more"
+    assert event.id is not None  # a stored row
     try:
         parsed[event.id] = (event, parse_event(event, provider, services.keyring))
     except UnknownValueError as exc:  # a poll answer the provider's documents do not define
@@ -180,13 +182,11 @@ def _quarantine(session: Session, event: InboundEvent, error: str) -> None:
     now = utcnow()
     session.execute(
         update(InboundEvent)
-        .where(InboundEvent.id == event.id)
+        .where(col(InboundEvent.id) == event.id)
         .values(state=EventState.QUARANTINED.value, parse_error=error[:2000], updated_at=now)
     )
     session.execute(
-        OutboxEntry.__table__.delete().where(  # type: ignore[attr-defined]
-            OutboxEntry.event_id == event.id
-        )
+        table_of(OutboxEntry).delete().where(col(OutboxEntry.event_id) == event.id)
     )
 
 
@@ -352,7 +352,7 @@ def _apply_one_by_one(services: Services, ids: list[int], stats: DrainStats) -> 
 
 def claim_one(session: Session, event_id: int) -> bool:
     """Lock one event's outbox row if it is still there and not locked by another worker."""
-    query = select(OutboxEntry.event_id).where(OutboxEntry.event_id == event_id)
+    query = select(col(OutboxEntry.event_id)).where(col(OutboxEntry.event_id) == event_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return session.execute(query).scalar_one_or_none() is not None

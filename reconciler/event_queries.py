@@ -246,7 +246,7 @@ def list_events(session: Session, request: ListRequest) -> tuple[list[InboundEve
     """A page of events, newest id first, and the cursor of the next page (None at the end)."""
     query = (
         select(InboundEvent)
-        .options(defer(InboundEvent.payload_blob))  # type: ignore[arg-type]
+        .options(defer(InboundEvent.payload_blob))  # type: ignore[arg-type]  # sqlmodel types it as bytes
         .where(*request.filter.clauses())
         .order_by(col(InboundEvent.id).desc())
         .limit(request.limit + 1)
@@ -256,7 +256,7 @@ def list_events(session: Session, request: ListRequest) -> tuple[list[InboundEve
     rows = list(session.execute(query).scalars())
     more = len(rows) > request.limit
     rows = rows[: request.limit]
-    return rows, encode_cursor(rows[-1].id) if more and rows else None  # type: ignore[arg-type]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None
 
 
 def iso_time(value: datetime | None) -> str | None:

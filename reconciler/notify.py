@@ -216,7 +216,8 @@ def _post(
     services: Services, http: httpx.Client, n: Notification
 ) -> tuple[int | None, str | None, float]:
     """POST one notification; (status code, error or None, retry-after seconds)."""
-    secret = services.settings.notify_secret.get_secret_value()  # type: ignore[union-attr]
+    assert services.settings.notify_secret is not None  # deliver() sends nothing without one
+    secret = services.settings.notify_secret.get_secret_value()
     body, timestamp = n.payload.encode(), int(time.time())
     headers = {
         "webhook-id": n.webhook_id,

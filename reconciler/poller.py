@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlmodel import col
 
 from receiver.canonical import Source, Status, utc
 from receiver.exceptions import ParseError
@@ -53,8 +54,8 @@ def due_sessions(services: Services, now: datetime, limit: int) -> list[Verifica
         return list(
             session.execute(
                 select(VerificationSession)
-                .where(VerificationSession.next_check_at <= now)
-                .order_by(VerificationSession.next_check_at)
+                .where(col(VerificationSession.next_check_at) <= now)
+                .order_by(col(VerificationSession.next_check_at))
                 .limit(limit)
             ).scalars()
         )

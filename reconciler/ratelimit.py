@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 
 class TokenBucket:
     """At most `rate` calls per second on average, bursts up to `burst`."""
 
-    def __init__(self, rate: float, burst: float | None = None, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate, self.capacity, self.clock = rate, burst or max(rate, 1.0), clock
         self.tokens, self.updated = self.capacity, clock()
         self.lock = threading.Lock()

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from receiver.canonical import ENDED_STATUSES, VERDICTS, DecidedBy, Status, status_class, utc
 from receiver.services import Services
@@ -25,6 +25,7 @@ from receiver.store.models import (
     Disposition,
     ObservationRecord,
     VerificationSession,
+    table_of,
     utcnow,
 )
 from reconciler.audit.chain import AuditDraft, append_audit
@@ -57,12 +58,12 @@ class RemergeReport:
 
 def _ended_session_ids(db: Session, after_id: int, limit: int) -> list[int]:
     query = (
-        select(VerificationSession.id)
+        select(col(VerificationSession.id))
         .where(
-            VerificationSession.status.in_([s.value for s in ENDED_STATUSES]),  # type: ignore[attr-defined]
-            VerificationSession.id > after_id,  # type: ignore[operator]
+            col(VerificationSession.status).in_([s.value for s in ENDED_STATUSES]),
+            col(VerificationSession.id) > after_id,
         )
-        .order_by(VerificationSession.id)  # type: ignore[arg-type]
+        .order_by(col(VerificationSession.id))
         .limit(limit)
     )
     return list(db.execute(query).scalars())
@@ -78,18 +79,18 @@ def _best(records: Iterable[ObservationRecord]) -> ObservationRecord | None:
 
 def _remerge_batch(db: Session, ids: list[int], dry_run: bool, report: RemergeReport) -> set[str]:
     """Remerge the sessions `ids` (locked); return the user refs to refresh."""
-    query = select(VerificationSession).where(VerificationSession.id.in_(ids))  # type: ignore[union-attr]
+    query = select(VerificationSession).where(col(VerificationSession.id).in_(ids))
     if db.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     sessions = {s.id: s for s in db.execute(query).scalars()}
     observations: dict[int, list[ObservationRecord]] = {}
     for record in db.execute(
-        select(ObservationRecord).where(ObservationRecord.session_pk.in_(ids))  # type: ignore[attr-defined]
+        select(ObservationRecord).where(col(ObservationRecord.session_pk).in_(ids))
     ).scalars():
         observations.setdefault(record.session_pk, []).append(record)
     users: set[str] = set()
     drafts: list[AuditDraft] = []
-    table = ObservationRecord.__table__  # type: ignore[attr-defined]
+    table = table_of(ObservationRecord)
     dispositions = (
         update(table)
         .where(table.c.id == bindparam("_id"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -127,7 +128,7 @@ def run_scheduler(services: Services, alive: Heartbeat | None = None) -> None:
     lock = LeaderLock(services.redis, settings.queue_name, settings.leader_lock_seconds)
     machinery = Reconciler(services)
 
-    def as_leader(job):  # type: ignore[no-untyped-def]
+    def as_leader(job: Callable[[], object]) -> Callable[[], None]:
         def run() -> None:
             if not lock.is_leader:
                 return

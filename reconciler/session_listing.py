@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from sqlalchemy import Engine, select
+from sqlmodel import col
 
 from receiver.store.db import transaction
 from receiver.store.models import VerificationSession
@@ -25,15 +26,15 @@ def list_sessions(
     limit: int = 50,
 ) -> list[VerificationSession]:
     """Sessions matching the filters (`status`: one or several), most recently updated first."""
-    query = select(VerificationSession).order_by(VerificationSession.updated_at.desc())
+    query = select(VerificationSession).order_by(col(VerificationSession.updated_at).desc())
     if provider:
-        query = query.where(VerificationSession.provider == provider)
+        query = query.where(col(VerificationSession.provider) == provider)
     if status:
         wanted = [status] if isinstance(status, str) else list(status)
-        query = query.where(VerificationSession.status.in_(wanted))  # type: ignore[attr-defined]
+        query = query.where(col(VerificationSession.status).in_(wanted))
     if user_ref:
-        query = query.where(VerificationSession.user_ref == user_ref)
+        query = query.where(col(VerificationSession.user_ref) == user_ref)
     if overdue:
-        query = query.where(VerificationSession.overdue.is_(True))
+        query = query.where(col(VerificationSession.overdue).is_(True))
     with transaction(engine) as session:
         return list(session.execute(query.limit(limit)).scalars())

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from receiver.store.events import fill_user_refs
 from receiver.store.models import VerificationSession, utcnow
@@ -113,8 +113,8 @@ def lock_sessions(
             or_(
                 *[
                     and_(
-                        VerificationSession.provider == provider,
-                        VerificationSession.session_id.in_(ids),
+                        col(VerificationSession.provider) == provider,
+                        col(VerificationSession.session_id).in_(ids),
                     )
                     for provider, ids in sorted(by_provider.items())
                 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -48,7 +49,7 @@ def refresh_users(
     if not refs:
         return []
     conn = session.connection()
-    by_user: dict[str, list] = {}  # type: ignore[type-arg]
+    by_user: dict[str, list[Any]] = {}  # table rows, read like VerificationSession
     for row in conn.execute(select(_SESSIONS).where(_SESSIONS.c.user_ref.in_(refs))):
         by_user.setdefault(row.user_ref or "", []).append(row)
     records, created = _lock_users(session, refs)
@@ -115,7 +116,9 @@ _WRITE_USER = (
 )
 
 
-def _lock_users(session: Session, refs: list[str]) -> tuple[dict[str, dict], set[str]]:  # type: ignore[type-arg]
+def _lock_users(
+    session: Session, refs: list[str]
+) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """Insert missing user rows, then lock all of them in order; also return the new ones."""
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
@@ -139,7 +142,7 @@ def _lock_users(session: Session, refs: list[str]) -> tuple[dict[str, dict], set
     return {r.user_ref: dict(r._mapping) for r in conn.execute(query)}, created
 
 
-def _notification(record: dict, previous: str | None) -> dict[str, object]:  # type: ignore[type-arg]
+def _notification(record: dict[str, Any], previous: str | None) -> dict[str, object]:
     """A notification row for a user's status change (Standard Webhooks payload)."""
     verified_at = record["verified_at"]
     payload = {

@@ -85,7 +85,7 @@ class PromptWorker(SimpleWorker):
         self.log.debug("Worker %s: subscribing to %s", self.name, self.pubsub_channel_name)
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # rq declares it None
             sleep_time=PUBSUB_POLL_SECONDS,
             daemon=True,
             exception_handler=self._pubsub_exception_handler,
@@ -112,7 +112,7 @@ class VerihookWorker(PromptWorker):
     def request_stop(self, signum: int, frame: Any) -> None:
         """RQ's warm shutdown, noted first (it may itself fail when Redis is away)."""
         self.stop.requested = True
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # rq: unannotated
 
     def _noting(self, step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -135,9 +135,9 @@ class VerihookWorker(PromptWorker):
         """RQ's step, noting the error that ends the loop."""
         self._noting(super().run_maintenance_tasks)
 
-    def dequeue_job_and_maintain_ttl(  # type: ignore[no-untyped-def]
+    def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
-    ):
+    ) -> Any:
         """RQ's step, noting the error that ends the loop."""
         return self._noting(super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
 
@@ -168,7 +168,7 @@ def retire(worker: VerihookWorker | None) -> None:
     if worker is None:
         return
     try:
-        worker.register_death()
+        worker.register_death()  # type: ignore[no-untyped-call]  # rq: unannotated
     except RedisError:
         pass
     if worker.pubsub_thread is not None:

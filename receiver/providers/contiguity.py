@@ -184,7 +184,9 @@ def _parsed(
     error = data.get("error") or data.get("last_error")
     if isinstance(error, dict) and isinstance(error.get("code"), str):
         reasons.append(error["code"][:64])
-    details = {k: data[k] for k in ("metadata", "verification_report", "error") if k in data}
+    details: dict[str, object] = {
+        k: data[k] for k in ("metadata", "verification_report", "error") if k in data
+    }
     observation = Observation(
         provider=ContiguityProvider.name,
         session_id=session_id,

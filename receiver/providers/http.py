@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -81,7 +81,7 @@ def request_json(
     method: str,
     url: str,
     *,
-    sleep=time.sleep,  # type: ignore[no-untyped-def]
+    sleep: Callable[[float], None] = time.sleep,
     **kwargs: Any,
 ) -> Any:
     """Send a request, retrying 429/5xx and network errors; return the decoded JSON answer."""

@@ -190,7 +190,7 @@ def _parsed(
     canonical = _canonical(overall, notification, payload.get("final"))
     if canonical is None:
         return Parsed(session_id=scan_ref, user_ref=user_ref)
-    details = {
+    details: dict[str, object] = {
         k: payload[k]
         for k in ("data", "fileUrls", "final", "platform", "externalRef")
         if k in payload

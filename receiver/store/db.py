@@ -162,7 +162,7 @@ def checkpoint_wal(engine: Engine) -> bool:
         connection = engine.raw_connection()
         try:
             cursor = connection.cursor()
-            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            busy: int = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             cursor.close()
         finally:
             connection.close()

@@ -40,7 +40,8 @@ class EventRow:
     @property
     def ready(self) -> bool:
         """True when the event waits for a worker (it gets an outbox row)."""
-        return self.values["state"] == EventState.RECEIVED.value
+        state: str = self.values["state"]
+        return state == EventState.RECEIVED.value
 
 
 @dataclass(frozen=True)
@@ -233,4 +234,5 @@ def _count_repeats(
 def _sqlite_datetime(dialect: Dialect) -> Callable[[datetime], str]:
     """How the models' UTC datetime columns store a value in SQLite (SQLAlchemy's own format)."""
     column = InboundEvent.__table__.c.received_at  # type: ignore[attr-defined]
-    return column.type._cached_bind_processor(dialect)  # type: ignore[no-any-return]
+    process: Callable[[datetime], str] = column.type._cached_bind_processor(dialect)
+    return process

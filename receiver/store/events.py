@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from receiver.store.crypto import Keyring, Sealed
 from receiver.store.models import EventState, InboundEvent, OutboxEntry, utcnow
@@ -114,9 +114,9 @@ def store_event(session: Session, event: NewEvent, *, keyring: Keyring) -> tuple
         event_id = _insert_ignoring_duplicates(session, values)
     if event_id is None:
         existing = session.execute(
-            select(InboundEvent.id).where(
-                InboundEvent.provider == event.provider,
-                InboundEvent.dedupe_key == event.dedupe_key,
+            select(col(InboundEvent.id)).where(
+                col(InboundEvent.provider) == event.provider,
+                col(InboundEvent.dedupe_key) == event.dedupe_key,
             )
         ).scalar_one()
         return int(existing), False
@@ -151,13 +151,6 @@ def fill_user_refs(session: Session, refs: dict[tuple[str, str], str]) -> None:
         )
 
 
-def event_state(session: Session, event_id: int) -> str | None:
-    """An event's state, or None when there is no such event."""
-    return session.execute(
-        select(InboundEvent.state).where(InboundEvent.id == event_id)
-    ).scalar_one_or_none()
-
-
 def open_payload(event: InboundEvent, *, keyring: Keyring) -> dict[str, Any]:
     """Decrypt an event's stored delivery record."""
     if event.payload_blob is None or event.key_id is None:
@@ -165,4 +158,5 @@ def open_payload(event: InboundEvent, *, keyring: Keyring) -> dict[str, Any]:
     plaintext = keyring.open(
         Sealed(event.key_id, event.payload_blob), aad=payload_aad(event.provider, event.dedupe_key)
     )
-    return json.loads(plaintext)
+    record: dict[str, Any] = json.loads(plaintext)
+    return record

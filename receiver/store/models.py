@@ -9,11 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
 """64-bit ids on PostgreSQL; INTEGER on SQLite so that it is the rowid and autoincrements."""
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A table model's Table (its `__table__`, which SQLModel does not declare to type checkers)."""
+    table: Table = model.__table__  # type: ignore[attr-defined]  # set by the declarative mapping
+    return table
 
 
 def utcnow() -> datetime:

@@ -16,6 +16,8 @@ from sqlalchemy import BigInteger, Column, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col
 
+from receiver.store.models import table_of
+
 REFUSAL_BUCKET_SECONDS = 600
 """The width of a bucket: `verihook doctor`'s "last hour" is the buckets that began in it."""
 
@@ -71,7 +73,7 @@ def add_refusals(session: Session, counted: Iterable[Refusals]) -> None:
     if not rows:
         return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    table = RefusalCount.__table__  # type: ignore[attr-defined]
+    table = table_of(RefusalCount)
     stmt = dialect.insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["provider", "reason", "bucket_start"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from receiver.store.models import VerificationSession
 
@@ -12,7 +12,7 @@ def session_row(session: Session, provider: str, session_id: str) -> Verificatio
     """The session `session_id` of `provider`, or None when it is not known."""
     return session.execute(
         select(VerificationSession).where(
-            VerificationSession.provider == provider,
-            VerificationSession.session_id == session_id,
+            col(VerificationSession.provider) == provider,
+            col(VerificationSession.session_id) == session_id,
         )
     ).scalar_one_or_none()

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from reconciler.api.auth import require_role
 from reconciler.api.schemas.audit import AsOf, AsOfQuery, AuditPage, AuditQuery, AuditVerify
@@ -33,7 +34,7 @@ def _bad(message: str) -> tuple[Response, int]:
     tags=["audit"],
     security=bearer(*ROLES),
 )
-def history(query: AuditQuery):  # type: ignore[no-untyped-def]
+def history(query: AuditQuery) -> ViewResult:
     """The audit history, filtered; a page of JSON or a streamed CSV / JSON Lines export
 
     Entries in chain order (seq). `format=json` (default) answers one page of at most `limit`
@@ -61,7 +62,7 @@ def history(query: AuditQuery):  # type: ignore[no-untyped-def]
     tags=["audit"],
     security=bearer(*ROLES),
 )
-def as_of(query: AsOfQuery):  # type: ignore[no-untyped-def]
+def as_of(query: AsOfQuery) -> ViewResult:
     """A user's status at a moment, and the audit entries that made it so
 
     Derived from the audit history alone: the last user entry at or before `at` gives the status
@@ -80,7 +81,7 @@ def as_of(query: AsOfQuery):  # type: ignore[no-untyped-def]
     tags=["audit"],
     security=bearer(*ROLES),
 )
-def verify():  # type: ignore[no-untyped-def]
+def verify() -> ViewResult:
     """Walk the hash chain and report the first entry that does not chain
 
     Detects an edited, removed or reordered entry, and removed last entries (the head row keeps

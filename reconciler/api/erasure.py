@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from reconciler.api.auth import require_role
 from reconciler.api.schemas.erasure import Erasure, ForgetRequest
@@ -27,7 +28,7 @@ bp = Blueprint("erasure_api", __name__, url_prefix="/api/v1")
     security=bearer("operator"),
     path_parameter_descriptions={"user_ref": "the product's user reference"},
 )
-def forget(user_ref: str, json: ForgetRequest):  # type: ignore[no-untyped-def]
+def forget(user_ref: str, json: ForgetRequest) -> ViewResult:
     """Erase one person's personal data (and, on request, at the providers)
 
     Shreds the person's raw deliveries, personal details and notifications, replaces their ref

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from receiver.store.db import transaction
 from reconciler.api.auth import require_role
@@ -49,7 +50,7 @@ EVENT_ID = {"event_id": "stored event id"}
 NOT_FOUND = (Error, "Not found")
 
 
-def _bad(message: str, status: int = 400):  # type: ignore[no-untyped-def]
+def _bad(message: str, status: int = 400) -> ViewResult:
     return jsonify({"error": message}), status
 
 
@@ -61,7 +62,7 @@ def _bad(message: str, status: int = 400):  # type: ignore[no-untyped-def]
     tags=["events"],
     security=bearer(*READERS),
 )
-def list_events(query: EventsQuery):  # type: ignore[no-untyped-def]
+def list_events(query: EventsQuery) -> ViewResult:
     """Stored inbound events, newest first, filtered, in cursor pages"""
     wanted = query.parsed
     with transaction(get_services().engine) as session:
@@ -78,7 +79,7 @@ def list_events(query: EventsQuery):  # type: ignore[no-untyped-def]
     security=bearer(*READERS),
     path_parameter_descriptions=EVENT_ID,
 )
-def get_event(event_id: int):  # type: ignore[no-untyped-def]
+def get_event(event_id: int) -> ViewResult:
     """One event: metadata, observations, and the delivery (raw for operators only)
 
     Operators see the decrypted headers and body; that view is written to the audit history.
@@ -112,7 +113,7 @@ def get_event(event_id: int):  # type: ignore[no-untyped-def]
     security=bearer("operator"),
     path_parameter_descriptions=EVENT_ID,
 )
-def replay_one(event_id: int, json: ReplayOne):  # type: ignore[no-untyped-def]
+def replay_one(event_id: int, json: ReplayOne) -> ViewResult:
     """Replay one event now with the worker's code (or dry-run it)
 
     The body is optional: `{"dry_run": true}` says what the replay would change and changes
@@ -142,7 +143,7 @@ def replay_one(event_id: int, json: ReplayOne):  # type: ignore[no-untyped-def]
     tags=["events"],
     security=bearer("operator"),
 )
-def post_replay(json: ReplayRequest):  # type: ignore[no-untyped-def]
+def post_replay(json: ReplayRequest) -> ViewResult:
     """Bulk replay by filter: dry run (default) or start it in the background
 
     A dry run applies the matching events in a transaction that is rolled back and answers which
@@ -174,7 +175,7 @@ def post_replay(json: ReplayRequest):  # type: ignore[no-untyped-def]
     tags=["events"],
     security=bearer(*READERS),
 )
-def get_replays(query: LimitQuery):  # type: ignore[no-untyped-def]
+def get_replays(query: LimitQuery) -> ViewResult:
     """The newest bulk replays (without their summaries)"""
     rows = list_replays(get_services(), query.parsed)
     return jsonify(
@@ -190,7 +191,7 @@ def get_replays(query: LimitQuery):  # type: ignore[no-untyped-def]
     security=bearer(*READERS),
     path_parameter_descriptions={"replay_id": "replay id"},
 )
-def get_replay(replay_id: int):  # type: ignore[no-untyped-def]
+def get_replay(replay_id: int) -> ViewResult:
     """A bulk replay: state, total, done, progress (0..1) and its summary so far"""
     if replay_id > MAX_ID:
         return _bad("unknown replay", 404)

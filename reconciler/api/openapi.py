@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify
 from werkzeug.routing import Rule
 
+from receiver.requests import ViewResult
 from reconciler.api import inbound  # noqa: F401  (registers the stand-ins)
 from reconciler.api.schemas.inbound import Document
 from reconciler.api.spec import STAND_INS, answers, is_described, spec
@@ -28,6 +29,7 @@ _GENERATING = threading.Lock()
 
 def openapi_path(rule: Rule) -> str:
     """A Flask rule as an OpenAPI path template: `/events/<int:event_id>` → `/events/{event_id}`."""
+    path: str
     path, _ = spec.backend.parse_path(rule, None)
     return path
 
@@ -71,7 +73,7 @@ def build_document(app: Flask) -> dict[str, Any]:
     tags=["meta"],
     security={},
 )
-def openapi_json():  # type: ignore[no-untyped-def]
+def openapi_json() -> ViewResult:
     """This OpenAPI document
 
     Every endpoint the app serves; no token needed.

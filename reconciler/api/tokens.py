@@ -86,7 +86,7 @@ def list_tokens(engine: Engine, *, include_revoked: bool = True) -> list[ApiToke
 def revoke_token(engine: Engine, name: str) -> ApiToken:
     """Revoke a stored token by name (revoking twice keeps the first time); TokenError if none."""
     with transaction(engine) as session:
-        row = session.execute(
+        row: ApiToken | None = session.execute(
             select(ApiToken).where(col(ApiToken.name) == name)
         ).scalar_one_or_none()
         if row is None:

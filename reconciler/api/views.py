@@ -6,7 +6,9 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 from sqlalchemy import select
+from sqlmodel import col
 
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from receiver.store.db import transaction
 from receiver.store.events import fill_user_refs
@@ -70,7 +72,7 @@ def history_json(row: ObservationRecord) -> dict[str, Any]:
     security=bearer(*READERS),
     path_parameter_descriptions={"user_ref": "the product's user reference"},
 )
-def get_user(user_ref: str):  # type: ignore[no-untyped-def]
+def get_user(user_ref: str) -> ViewResult:
     """A user's verification status and sessions
 
     404 with status `unknown` when the user was never seen.
@@ -80,8 +82,8 @@ def get_user(user_ref: str):  # type: ignore[no-untyped-def]
         sessions = list(
             session.execute(
                 select(VerificationSession)
-                .where(VerificationSession.user_ref == user_ref)
-                .order_by(VerificationSession.id)
+                .where(col(VerificationSession.user_ref) == user_ref)
+                .order_by(col(VerificationSession.id))
             ).scalars()
         )
     if record is None:
@@ -125,7 +127,7 @@ def get_user(user_ref: str):  # type: ignore[no-untyped-def]
         "session_id": "the provider's session id",
     },
 )
-def get_session(provider: str, session_id: str):  # type: ignore[no-untyped-def]
+def get_session(provider: str, session_id: str) -> ViewResult:
     """A session, its status and its whole history"""
     with transaction(get_services().engine) as session:
         row = session_row(session, provider, session_id)
@@ -134,14 +136,14 @@ def get_session(provider: str, session_id: str):  # type: ignore[no-untyped-def]
         history = list(
             session.execute(
                 select(ObservationRecord)
-                .where(ObservationRecord.session_pk == row.id)
-                .order_by(ObservationRecord.occurred_at, ObservationRecord.id)
+                .where(col(ObservationRecord.session_pk) == row.id)
+                .order_by(col(ObservationRecord.occurred_at), col(ObservationRecord.id))
             ).scalars()
         )
     return jsonify({**session_json(row), "history": [history_json(h) for h in history]})
 
 
-def _bad(message: str, status: int = 400):  # type: ignore[no-untyped-def]
+def _bad(message: str, status: int = 400) -> ViewResult:
     return jsonify({"error": message}), status
 
 
@@ -165,7 +167,7 @@ def _bad(message: str, status: int = 400):  # type: ignore[no-untyped-def]
     tags=["sessions"],
     security=bearer("backend"),
 )
-def post_session(json: NewSession):  # type: ignore[no-untyped-def]
+def post_session(json: NewSession) -> ViewResult:
     """Create a session at a provider, or register one created elsewhere
 
     `{provider, user_ref, options?}` creates the session at the provider;
@@ -176,7 +178,7 @@ def post_session(json: NewSession):  # type: ignore[no-untyped-def]
     return _create(json.provider, json.user_ref, json.options)
 
 
-def _create(provider: str, user_ref: str, options: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _create(provider: str, user_ref: str, options: dict[str, Any]) -> ViewResult:
     from receiver.providers.http import ProviderRejected, ProviderUnavailable
     from reconciler.session_queries import create_session
 
@@ -192,7 +194,7 @@ def _create(provider: str, user_ref: str, options: dict[str, Any]):  # type: ign
     ), 201
 
 
-def _register(provider: str, session_id: str, user_ref: str):  # type: ignore[no-untyped-def]
+def _register(provider: str, session_id: str, user_ref: str) -> ViewResult:
     with transaction(get_services().engine) as session:
         row = session_row(session, provider, session_id)
         if row is not None and row.user_ref not in (None, user_ref):

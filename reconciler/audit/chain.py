@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from receiver.canonical import utc
 from receiver.store.ledger_models import AuditEntry, AuditHead
-from receiver.store.models import utcnow
+from receiver.store.models import table_of, utcnow
 
 GENESIS_HASH = "0" * 64
 """The `prev_hash` of the first entry."""
@@ -68,8 +68,8 @@ def entry_hash(prev_hash: str, fields: dict[str, object]) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-_HEAD = AuditHead.__table__  # type: ignore[attr-defined]
-_ENTRIES = AuditEntry.__table__  # type: ignore[attr-defined]
+_HEAD = table_of(AuditHead)
+_ENTRIES = table_of(AuditEntry)
 _ENTRY_COLUMNS = [c for c in AuditEntry.model_fields if c != "id"]
 
 
@@ -185,14 +185,14 @@ def verify_chain(
     head = session.get(AuditHead, 1)
     start = after or (0, GENESIS_HASH)
     if start[0] > 0:  # walk again from the anchor itself: its hash and its content
-        anchor = session.execute(select(AuditEntry).where(AuditEntry.seq == start[0])).scalar()
+        anchor = session.execute(select(AuditEntry).where(col(AuditEntry.seq) == start[0])).scalar()
         if anchor is None or anchor.entry_hash != start[1]:
             return ChainReport(False, start[0], start[1], start[0], "a verified entry changed")
         start = (start[0] - 1, anchor.prev_hash)
     result = session.execute(
         select(AuditEntry)
-        .where(AuditEntry.seq > start[0])
-        .order_by(AuditEntry.seq)
+        .where(col(AuditEntry.seq) > start[0])
+        .order_by(col(AuditEntry.seq))
         .execution_options(yield_per=batch)
     )
     try:

@@ -31,6 +31,7 @@ from receiver import inputs
 from receiver.canonical import utc
 from receiver.store.db import transaction
 from receiver.store.ledger_models import AuditEntry, AuditHead
+from receiver.store.models import table_of
 from reconciler.audit.chain import ChainReport, verify_chain
 
 COLUMNS = (
@@ -116,7 +117,7 @@ class AuditFilter:
 
     def clauses(self) -> list[Any]:
         """SQL conditions for this filter."""
-        table = AuditEntry.__table__.c  # type: ignore[attr-defined]
+        table = table_of(AuditEntry).c
         found: list[Any] = []
         for name in ("user_ref", "provider", "session_id"):
             if (value := getattr(self, name)) is not None:
@@ -129,7 +130,7 @@ class AuditFilter:
 
 
 def _table() -> Any:
-    return AuditEntry.__table__  # type: ignore[attr-defined]
+    return table_of(AuditEntry)
 
 
 def record(row: Any) -> dict[str, Any]:

@@ -4,11 +4,16 @@ wrong, so that a deploy pipeline can run it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import click
 
 from receiver.terminal import echo, safe, safe_json
 from reconciler.cli.common import settings_or_exit
+
+if TYPE_CHECKING:
+    from reconciler.doctor import Report
+    from reconciler.provider_checks import Check
 
 
 @click.command()
@@ -49,7 +54,7 @@ def doctor(output: str) -> None:
         raise SystemExit(1)
 
 
-def render(report) -> str:  # type: ignore[no-untyped-def]
+def render(report: Report) -> str:
     """The report as a screen of text."""
     lines = [_check(c, "") for c in report.checks]
     since = report.refusals_since.strftime("%H:%M UTC")
@@ -93,6 +98,6 @@ def _ago(age: timedelta) -> str:
     return f"{seconds // 86400} days ago"
 
 
-def _check(check, indent: str) -> str:  # type: ignore[no-untyped-def]
+def _check(check: Check, indent: str) -> str:
     level = check.level.value.upper() if check.level.value == "fail" else check.level.value
     return f"{indent}{check.name:<{16 - len(indent)}} {level:<7} {check.detail}"

@@ -36,12 +36,14 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
 """A CSV cell starting with one of these is prefixed with `'` (as `audit export` does)."""
 
 
-class When(click.ParamType):
+class When(click.ParamType[datetime, Any]):
     """A time option's value: an ISO 8601 time or an age before now, as an aware UTC datetime."""
 
     name = "TIME"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
         """The aware UTC datetime the value names."""
         if isinstance(value, datetime):
             return utc(value)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Flask, Request
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from receiver.services import get_services
 from receiver.settings import Settings
@@ -39,7 +39,7 @@ class ConsoleSessions(SecureCookieSessionInterface):
     """The signed session cookie exists only under /console: every other request (each provider
     delivery) skips building a signer and reading a cookie."""
 
-    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         """A null session outside the console."""
         if not request.path.startswith(bp.url_prefix or "/console"):
             return self.make_null_session(app)

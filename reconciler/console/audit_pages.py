@@ -11,10 +11,11 @@ from typing import Any
 
 from flask import Response, render_template, request, url_for
 
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from reconciler.audit import queries as aq
 from reconciler.console import queries
-from reconciler.console.blueprint import bp
+from reconciler.console.blueprint import bp, page_url
 from reconciler.console.docs import (
     BAD_INPUT,
     ConsoleAuditExportQuery,
@@ -37,7 +38,7 @@ TIMELINE_AUDIT_LIMIT = 500
 @console_route(
     page_answers(HTTP_400=(None, "Not a valid user ref" + BAD_INPUT)), query=ConsoleTimelineQuery
 )
-def timeline():  # type: ignore[no-untyped-def]
+def timeline() -> ViewResult:
     """Console: a user's verification timeline (sessions, their history, audit entries)
 
     A user's status, sessions with their histories, and audit entries in time order.
@@ -72,7 +73,7 @@ def _audit_filter() -> tuple[dict[str, str], aq.AuditFilter]:
 @console_route(
     page_answers(HTTP_400=(None, "A filter is not valid" + BAD_INPUT)), query=ConsoleAuditQuery
 )
-def audit():  # type: ignore[no-untyped-def]
+def audit() -> ViewResult:
     """Console: the audit history, filtered, with export links and a verify button
 
     The audit history in chain order, filtered, a page at a time.
@@ -91,15 +92,15 @@ def audit():  # type: ignore[no-untyped-def]
     else:
         entries = page.entries
         if page.next_cursor is not None:
-            next_url = url_for("console.audit", **filters, after=page.next_cursor)
+            next_url = page_url("console.audit", filters, after=page.next_cursor)
     answer = render_template(
         "console/audit.html",
         entries=entries,
         filters=filters,
         problem=problem,
         next_url=next_url,
-        csv_url=url_for("console.audit_export", **filters, format="csv"),
-        jsonl_url=url_for("console.audit_export", **filters, format="jsonl"),
+        csv_url=page_url("console.audit_export", filters, format="csv"),
+        jsonl_url=page_url("console.audit_export", filters, format="jsonl"),
         report=None,
     )
     return answer, 400 if problem else 200
@@ -107,7 +108,7 @@ def audit():  # type: ignore[no-untyped-def]
 
 @bp.get("/audit/export")
 @console_route(export_answers(), query=ConsoleAuditExportQuery)
-def audit_export():  # type: ignore[no-untyped-def]
+def audit_export() -> ViewResult:
     """Console: download the filtered audit history as CSV or JSON Lines
 
     The same export as `GET /api/v1/audit?format=csv|jsonl`, for a signed-in browser.
@@ -130,7 +131,7 @@ def audit_export():  # type: ignore[no-untyped-def]
 @console_route(
     form_answers(HTTP_200=(None, "The verdict: ok, or the first bad entry")), form=ConsoleCsrfForm
 )
-def audit_verify():  # type: ignore[no-untyped-def]
+def audit_verify() -> ViewResult:
     """Console: verify the audit hash chain
 
     Walks the chain; shows ok with the count and head, or the first entry that does not chain.

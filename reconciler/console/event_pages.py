@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import render_template, request, url_for
+from flask import render_template, request
 
 from receiver.providers import REGISTRY
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from receiver.store.db import transaction
 from reconciler.console import triage_queries
-from reconciler.console.blueprint import bp
+from reconciler.console.blueprint import bp, page_url
 from reconciler.console.docs import (
     BAD_INPUT,
     PAGE_SIZES,
@@ -59,7 +60,7 @@ def event_filters() -> dict[str, str]:
 @console_route(
     page_answers(HTTP_400=(None, "A filter is not valid" + BAD_INPUT)), query=ConsoleEventsQuery
 )
-def events():  # type: ignore[no-untyped-def]
+def events() -> ViewResult:
     """Console: stored events, newest first, filtered, in pages
 
     Events with filters and cursor pagination (the API's own query).
@@ -86,7 +87,7 @@ def events():  # type: ignore[no-untyped-def]
         for row in rows:
             row["results"], row["deliveries"] = results[row["id"]], deliveries[row["id"]]
         if next_cursor:
-            next_url = url_for("console.events", **params, cursor=next_cursor)
+            next_url = page_url("console.events", params, cursor=next_cursor)
     page = render_template(
         "console/events.html",
         events=rows,
@@ -98,7 +99,7 @@ def events():  # type: ignore[no-untyped-def]
         chosen_states=set(filters.get("state", "").split(",")),
         problem=problem,
         next_url=next_url,
-        first_url=url_for("console.events", **params) if cursor else None,
+        first_url=page_url("console.events", params) if cursor else None,
         can_bulk_replay=is_operator() and bool(filters) and not problem,
     )
     return page, 400 if problem else 200
@@ -116,7 +117,7 @@ def _pretty_body(body: str | None) -> str | None:
 
 @bp.get("/events/<int:event_id>")
 @console_route(page_answers(HTTP_404=(None, "No such event")), query=ConsoleEventQuery)
-def event(event_id: int):  # type: ignore[no-untyped-def]
+def event(event_id: int) -> ViewResult:
     """Console: one event (metadata, errors, observations, the delivery)
 
     The delivery is shown redacted (names and size); an operator may ask for the decrypted
@@ -155,7 +156,7 @@ def event(event_id: int):  # type: ignore[no-untyped-def]
     form=ConsoleReplayForm,
 )
 @operator_only
-def replay(event_id: int):  # type: ignore[no-untyped-def]
+def replay(event_id: int) -> ViewResult:
     """Console: dry-run one event's replay, or replay it when confirmed (operators)
 
     A dry run unless the form says `confirm=1` (the dry run's page offers that button): replays

@@ -19,11 +19,13 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.canonical import utc
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from receiver.store.models import EventState
+from reconciler.api.spec import answers
 from reconciler.console import queries
 from reconciler.console.blueprint import bp
-from reconciler.console.docs import answers, console_route, page_answers
+from reconciler.console.docs import console_route, page_answers
 from reconciler.console.security import error_page
 from reconciler.replay.runs import list_replays
 from reconciler.replay.shaping import replay_json
@@ -107,7 +109,7 @@ def _static(name: str) -> bytes:
 
 @bp.get("/")
 @console_route(page_answers())
-def overview():  # type: ignore[no-untyped-def]
+def overview() -> ViewResult:
     """Console: overview (events by state, queue, overdue sessions, scheduler leader)
 
     Events by state, queue depth and age, failed/quarantined, overdue sessions, leader.
@@ -134,7 +136,7 @@ def overview():  # type: ignore[no-untyped-def]
 
 @bp.errorhandler(SQLAlchemyError)
 @bp.errorhandler(RedisError)
-def unavailable(exc: Exception):  # type: ignore[no-untyped-def]
+def unavailable(exc: Exception) -> ViewResult:
     """The database (or Redis) did not answer: say so plainly, with the request id."""
     log.warning("console: %s", type(exc).__name__)
     return error_page(

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import redirect, render_template, request, url_for
 
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from receiver.store.models import utcnow
 from reconciler.console.blueprint import bp
@@ -60,7 +61,7 @@ def form_fields(flt: EventFilter) -> dict[str, str]:
     form=ConsoleFilterForm,
 )
 @operator_only
-def bulk_dry_run():  # type: ignore[no-untyped-def]
+def bulk_dry_run() -> ViewResult:
     """Console: dry-run a bulk replay of the filtered events (operators)
 
     Applies the matching events in a transaction that is rolled back and shows which sessions
@@ -89,7 +90,7 @@ def bulk_dry_run():  # type: ignore[no-untyped-def]
     form=ConsoleBulkReplayForm,
 )
 @operator_only
-def bulk_replay():  # type: ignore[no-untyped-def]
+def bulk_replay() -> ViewResult:
     """Console: start a bulk replay after its dry run (operators)
 
     Needs `confirm=1`. Stores a resumable replay of the filtered events, queues it for the
@@ -109,7 +110,7 @@ def bulk_replay():  # type: ignore[no-untyped-def]
 
 @bp.get("/replays/<int:replay_id>")
 @console_route(page_answers(HTTP_404=(None, "No such replay")))
-def replay_run(replay_id: int):  # type: ignore[no-untyped-def]
+def replay_run(replay_id: int) -> ViewResult:
     """Console: a bulk replay's progress and summary
 
     State, done / total, and the sessions and users it changed so far.

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import CursorResult, Engine, delete, select
 from sqlmodel import col
 
 from receiver.store.db import transaction
@@ -66,4 +67,4 @@ def close_session(engine: Engine, session_id: str) -> bool:
                 col(ConsoleSession.session_digest) == session_digest(session_id)
             )
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(cast(CursorResult[Any], result).rowcount)  # a DELETE's result is one

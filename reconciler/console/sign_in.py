@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import redirect, render_template, request, session, url_for
 
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from reconciler.api.auth import authenticate_token, known_tokens, token_digest
 from reconciler.console.blueprint import bp
@@ -28,7 +29,7 @@ MAX_TOKEN_LENGTH = 512
 
 @bp.get("/sign-in")
 @console_route(page_answers(), query=ConsoleSignInQuery)
-def sign_in():  # type: ignore[no-untyped-def]
+def sign_in() -> ViewResult:
     """Console: the sign-in form
 
     A token field.
@@ -49,7 +50,7 @@ def sign_in():  # type: ignore[no-untyped-def]
     ),
     form=ConsoleSignInForm,
 )
-def sign_in_post():  # type: ignore[no-untyped-def]
+def sign_in_post() -> ViewResult:
     """Console: sign in with an operator or auditor token
 
     Checks the token and opens a session on the server (its digest and an expiry); the signed

@@ -13,6 +13,7 @@ import logging
 from flask import redirect, render_template, request, url_for
 
 from receiver.providers import REGISTRY
+from receiver.requests import ViewResult
 from receiver.services import get_services
 from reconciler.console import triage_queries
 from reconciler.console.blueprint import bp
@@ -45,7 +46,7 @@ RECONCILE_RESULTS = frozenset(
 
 @bp.get("/attention")
 @console_route(page_answers())
-def attention():  # type: ignore[no-untyped-def]
+def attention() -> ViewResult:
     """Console: what needs attention (failed and quarantined events, overdue sessions)
 
     Failed and quarantined events and overdue sessions together, newest first, with the refused
@@ -65,7 +66,7 @@ def attention():  # type: ignore[no-untyped-def]
 
 @bp.get("/sessions/<provider>/<path:session_id>")
 @console_route(page_answers(HTTP_404=(None, "No such session")))
-def session_page(provider: str, session_id: str):  # type: ignore[no-untyped-def]
+def session_page(provider: str, session_id: str) -> ViewResult:
     """Console: one session (status, history, recent checks, next check, why overdue)
 
     The session's observations, the scheduler's recent checks of it (time, outcome), when it is
@@ -93,7 +94,7 @@ def session_page(provider: str, session_id: str):  # type: ignore[no-untyped-def
     form=ConsoleReconcileForm,
 )
 @operator_only
-def reconcile_session():  # type: ignore[no-untyped-def]
+def reconcile_session() -> ViewResult:
     """Console: reconcile one session now (operators)
 
     Asks the provider for the session's status now, whatever its schedule, applies what changed,

@@ -84,7 +84,7 @@ def needs_attention(engine: Engine, limit: int) -> Attention:
     with transaction(engine) as session:
         events = session.execute(
             select(InboundEvent)
-            .options(defer(InboundEvent.payload_blob))  # type: ignore[arg-type]
+            .options(defer(InboundEvent.payload_blob))  # type: ignore[arg-type]  # sqlmodel types it as bytes
             .where(col(InboundEvent.state).in_(ATTENTION_STATES))
             .order_by(col(InboundEvent.received_at).desc(), col(InboundEvent.id).desc())
             .limit(limit)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from receiver.store.models import VerificationSession
+from receiver.store.models import VerificationSession, table_of
 
 PROVIDERS = ("contiguity", "docverify", "idvapi", "idenfy", "nevis")
 IN_FLIGHT = frozenset({"pending", "processing", "requires_input"})
@@ -255,7 +255,7 @@ def evaluate(
     with engine.connect() as connection:
         rows = {
             (row.provider, row.session_id): row
-            for row in connection.execute(select(VerificationSession.__table__))  # type: ignore[attr-defined]
+            for row in connection.execute(select(table_of(VerificationSession)))
         }
     return [
         judge(item, sims[item.provider].truth(item.session_id), rows.get(item.key))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from receiver.providers.base import DeletesProviderData
 from receiver.providers.http import ProviderRejected, ProviderUnavailable, shared_client
@@ -38,9 +39,9 @@ def sessions_of(services: Services, user_ref: str) -> list[tuple[str, str]]:
     refs = [user_ref, pseudonym(user_ref)]
     with transaction(services.engine) as session:
         rows = session.execute(
-            select(VerificationSession.provider, VerificationSession.session_id)
-            .where(VerificationSession.user_ref.in_(refs))  # type: ignore[union-attr]
-            .order_by(VerificationSession.id)
+            select(col(VerificationSession.provider), col(VerificationSession.session_id))
+            .where(col(VerificationSession.user_ref).in_(refs))
+            .order_by(col(VerificationSession.id))
         ).all()
     return [(provider, session_id) for provider, session_id in rows]
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Connection, Row, Table, delete, func, select, update
+from sqlmodel import col
 
 from receiver.services import Services
 from receiver.store.crypto import Sealed
@@ -25,6 +27,7 @@ from receiver.store.models import (
     ObservationRecord,
     UserRecord,
     VerificationSession,
+    table_of,
     utcnow,
 )
 from reconciler.audit.chain import AuditDraft, append_audit
@@ -33,15 +36,15 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
-_EVENTS: Table = InboundEvent.__table__  # type: ignore[attr-defined]
-_OBSERVATIONS: Table = ObservationRecord.__table__  # type: ignore[attr-defined]
+_EVENTS: Table = table_of(InboundEvent)
+_OBSERVATIONS: Table = table_of(ObservationRecord)
 
 
-def _event_aad(row) -> bytes:  # type: ignore[no-untyped-def]
+def _event_aad(row: Row[Any]) -> bytes:
     return payload_aad(row.provider, row.dedupe_key)
 
 
-def _observation_aad(row) -> bytes:  # type: ignore[no-untyped-def]
+def _observation_aad(row: Row[Any]) -> bytes:
     return f"observation:{row.session_pk}:{row.observation_key}".encode()
 
 
@@ -198,12 +201,14 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
         conn = session.connection()
         session_pks = list(
             conn.execute(
-                select(VerificationSession.id).where(VerificationSession.user_ref == user_ref)
+                select(col(VerificationSession.id)).where(
+                    col(VerificationSession.user_ref) == user_ref
+                )
             ).scalars()
         )
         sessions = conn.execute(
             update(VerificationSession)
-            .where(VerificationSession.user_ref == user_ref)
+            .where(col(VerificationSession.user_ref) == user_ref)
             .values(user_ref=alias)
         ).rowcount
         observations = (
@@ -217,9 +222,9 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
         )
         session_ids = (
             conn.execute(
-                select(VerificationSession.provider, VerificationSession.session_id).where(
-                    VerificationSession.id.in_(session_pks)
-                )
+                select(
+                    col(VerificationSession.provider), col(VerificationSession.session_id)
+                ).where(col(VerificationSession.id).in_(session_pks))
             ).all()
             if session_pks
             else []
@@ -227,22 +232,22 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
         events = _shred_events(conn, user_ref, alias, session_ids)
         conn.execute(
             update(VerificationSession)
-            .where(VerificationSession.session_id == user_ref)
+            .where(col(VerificationSession.session_id) == user_ref)
             .values(session_id=alias)
         )
         conn.execute(
             update(_EVENTS).where(_EVENTS.c.session_id == user_ref).values(session_id=alias)
         )
         conn.execute(
-            update(AuditEntry).where(AuditEntry.session_id == user_ref).values(session_id=None)
+            update(AuditEntry).where(col(AuditEntry.session_id) == user_ref).values(session_id=None)
         )
         notifications = conn.execute(
-            delete(Notification).where(Notification.user_ref == user_ref)
+            delete(Notification).where(col(Notification.user_ref) == user_ref)
         ).rowcount
         audit = conn.execute(
-            update(AuditEntry).where(AuditEntry.user_ref == user_ref).values(user_ref=None)
+            update(AuditEntry).where(col(AuditEntry.user_ref) == user_ref).values(user_ref=None)
         ).rowcount
-        conn.execute(delete(UserRecord).where(UserRecord.user_ref == user_ref))
+        conn.execute(delete(UserRecord).where(col(UserRecord.user_ref) == user_ref))
         append_audit(
             session,
             [
@@ -272,9 +277,11 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
     )
 
 
-def _shred_events(conn, user_ref: str, alias: str, session_ids) -> int:  # type: ignore[no-untyped-def]
+def _shred_events(
+    conn: Connection, user_ref: str, alias: str, session_ids: Sequence[Row[str, str]]
+) -> int:
     """Shred the raw deliveries of the person's events (by user ref or by their sessions)."""
-    touched = conn.execute(
+    touched: int = conn.execute(
         update(_EVENTS)
         .where(_EVENTS.c.user_ref == user_ref)
         .values(user_ref=alias, payload_blob=None, key_id=None, purged_at=utcnow())

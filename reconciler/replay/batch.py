@@ -12,7 +12,7 @@ from sqlmodel import Session, col
 
 from receiver.exceptions import DecryptionError
 from receiver.services import Services
-from receiver.store.models import EventState, InboundEvent, OutboxEntry, utcnow
+from receiver.store.models import EventState, InboundEvent, OutboxEntry, table_of, utcnow
 from reconciler.apply import parse_event
 from reconciler.drain import DrainStats, apply_batch, backoff_seconds
 from reconciler.replay.effects import Effect, session_states, user_states
@@ -26,7 +26,7 @@ def _upsert_outbox(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    table = OutboxEntry.__table__  # type: ignore[attr-defined]
+    table = table_of(OutboxEntry)
     stmt = module.insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["event_id"],
@@ -103,9 +103,9 @@ def replay_batch(
         ],
     )
     if failures and not retried:
-        outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
+        outbox = table_of(OutboxEntry)
         session.execute(delete(outbox).where(outbox.c.event_id.in_(sorted(failures))))
-    events_table = InboundEvent.__table__  # type: ignore[attr-defined]
+    events_table = table_of(InboundEvent)
     if to_apply:
         session.execute(
             update(events_table)

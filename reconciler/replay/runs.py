@@ -93,7 +93,7 @@ def lock_replay(session: Session, replay_id: int) -> Replay:
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    row = session.execute(query).scalar_one_or_none()
+    row: Replay | None = session.execute(query).scalar_one_or_none()
     if row is None:
         raise NotFound(f"no replay {replay_id}")
     return row

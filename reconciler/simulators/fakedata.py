@@ -100,6 +100,7 @@ class PiiRecorder:
 
     def _word(self, syllables: int, endings: tuple[str, ...]) -> str:
         """A pronounceable, unusual name part that was not handed out before."""
+        word = ""
         for _ in range(50):
             word = "".join(
                 self._rng.choice(SYLLABLES) for _ in range(syllables)
