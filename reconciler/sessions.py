@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -103,6 +103,20 @@ def lock_sessions(
     session.connection().execute(
         module.insert(table).on_conflict_do_nothing(index_elements=["provider", "session_id"]), rows
     )
+    query = lock_query(refs, dialect)
+    found = {}
+    for values in session.connection().execute(query):
+        row = SessionRow(*values)
+        found[(row.provider, row.session_id)] = row
+    for key, user_ref in refs.items():
+        locked = found.get(key)
+        if locked is not None and locked.user_ref is None and user_ref:
+            locked.user_ref = user_ref
+    return found
+
+
+def lock_query(refs: Iterable[SessionKey], dialect: str) -> Select:  # type: ignore[type-arg]
+    """The select that locks these sessions (free ones only on PostgreSQL), in key order."""
     by_provider: dict[str, list[str]] = {}
     for provider, session_id in refs:
         by_provider.setdefault(provider, []).append(session_id)
@@ -123,15 +137,7 @@ def lock_sessions(
     )
     if dialect == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    found = {}
-    for values in session.connection().execute(query):
-        row = SessionRow(*values)
-        found[(row.provider, row.session_id)] = row
-    for key, user_ref in refs.items():
-        locked = found.get(key)
-        if locked is not None and locked.user_ref is None and user_ref:
-            locked.user_ref = user_ref
-    return found
+    return query
 
 
 def existing_sessions(session: Session, keys: Iterable[SessionKey]) -> set[SessionKey]:

@@ -14,8 +14,8 @@ from receiver.event_writer import EventWriter, Refused
 from receiver.exceptions import StoreUnavailableError
 from receiver.store.crypto import Keyring
 from receiver.store.db import make_ingest_engine
-from receiver.store.event_batches import StoredEvent, prepare_event, write_events
-from receiver.store.events import NewEvent, open_payload
+from receiver.store.event_batches import NewEvent, StoredEvent, prepare_event, write_events
+from receiver.store.events import open_payload
 from receiver.store.models import InboundEvent, OutboxEntry
 from tests.conftest import TEST_KEYS
 

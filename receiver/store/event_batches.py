@@ -1,5 +1,6 @@
-"""Storing a batch of inbound events (and their outbox rows) in one transaction: the ingest hot
-path, on the driver's own connection (no ORM session; one statement per batch on PostgreSQL).
+"""Storing inbound events (and their outbox rows): the one insert path, for the ingest hot path's
+batches (on the driver's own connection: no ORM session; one statement per batch on PostgreSQL)
+and for the poller's answers (`store_event`, in the caller's transaction).
 
 `prepare_event` does the per-delivery work (encryption) in the request's own thread;
 `write_events` stores prepared rows together. The schema is the models' (receiver/store/models.py
@@ -16,10 +17,26 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Dialect
+from sqlmodel import Session
 
 from receiver.store.crypto import Keyring
-from receiver.store.events import NewEvent, payload_aad
+from receiver.store.events import payload_aad
 from receiver.store.models import EventState, InboundEvent, utcnow
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An authenticated delivery ready to be stored."""
+
+    provider: str
+    dedupe_key: str
+    kind: str
+    record: dict[str, Any]
+    received_at: datetime
+    notification: str | None = None
+    session_id: str | None = None
+    user_ref: str | None = None
+    parse_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,16 @@ def write_events(
         is_new = row.key in created and first == index
         results.append(StoredEvent(event_id=known[row.key], created=is_new))
     return results
+
+
+def store_event(session: Session, event: NewEvent, *, keyring: Keyring) -> tuple[int, bool]:
+    """Store one event (and its outbox row unless quarantined) in the caller's transaction,
+    through the same statement as the ingest batches; return (id, created)."""
+    driver = session.connection().connection.driver_connection
+    stored = write_events(
+        driver, [prepare_event(event, keyring=keyring)], dialect=session.get_bind().dialect
+    )[0]
+    return stored.event_id, stored.created
 
 
 def _insert_postgres(cursor: Any, rows: list[EventRow]) -> dict[tuple[str, str], int]:
