@@ -21,6 +21,7 @@ from receiver.queue import Waker, connect
 from receiver.settings import Settings
 from receiver.store.crypto import Keyring, load_keyring
 from receiver.store.db import make_engine, make_ingest_engine
+from receiver.store.statistics import StatisticsKeeper
 
 EXTENSION_KEY = "verihook"
 
@@ -64,6 +65,11 @@ class Services:
     def delivery_log(self) -> DeliveryLog:
         """The receiver's delivery log lines, sampled under load."""
         return DeliveryLog(self.settings.log_deliveries_per_second)
+
+    @cached_property
+    def statistics(self) -> StatisticsKeeper:
+        """Keeps the planner statistics of the tables the drain grows fresh (PostgreSQL)."""
+        return StatisticsKeeper(self.engine)
 
     @property
     def event_writer(self) -> EventWriter:
