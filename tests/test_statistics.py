@@ -1,8 +1,9 @@
 """Planner statistics follow the tables the drain grows (receiver/store/statistics.py).
 
 On a fresh PostgreSQL database, a table that grew from empty has no statistics until someone
-analyzes it, and the planner guesses a look-up by user finds a share of the whole table. The keeper analyzes a
-table once it changed enough since its last ANALYZE, and leaves it alone otherwise.
+analyzes it, and the planner guesses that a look-up by user finds a share of the whole table.
+The keeper analyzes a table once it changed enough since its last ANALYZE, and leaves it alone
+otherwise.
 """
 
 from __future__ import annotations

@@ -123,6 +123,23 @@ SELECT id, provider, dedupe_key FROM new_event
 """PostgreSQL: every row of a batch and their outbox rows in one statement, whatever the batch
 size (one array per column), so the driver prepares it once per connection."""
 
+_POSTGRES_STORE_ONE = f"""
+WITH new_event AS (
+    INSERT INTO inbound_events ({_COLUMNS}, updated_at, attempts)
+    VALUES ({", ".join("%s" for _ in _ARRAY_TYPES)}, %s, 0)
+    ON CONFLICT (provider, dedupe_key) DO NOTHING
+    RETURNING id, provider, dedupe_key, state
+), new_outbox AS (
+    INSERT INTO outbox (event_id, created_at, available_at, attempts)
+    SELECT id, updated_at, updated_at, 0 FROM new_event, (SELECT %s::timestamptz AS updated_at) t
+    WHERE state = '{EventState.RECEIVED.value}'
+)
+SELECT id, provider, dedupe_key FROM new_event
+"""
+"""PostgreSQL, a batch of one (every delivery on a sync worker, most at low load): the same
+statement with one plain parameter per column, which the driver sends without building eleven
+arrays (bench.wal_per_delivery: about half the client CPU of the array form for one row)."""
+
 _POSTGRES_STORED = """
 SELECT id, provider, dedupe_key FROM inbound_events
 WHERE (provider, dedupe_key) IN (SELECT * FROM unnest(%(provider)s::text[], %(key)s::text[]))
@@ -184,8 +201,13 @@ def store_event(session: Session, event: NewEvent, *, keyring: Keyring) -> tuple
 
 
 def _insert_postgres(cursor: Any, rows: list[EventRow]) -> dict[tuple[str, str], int]:
+    now = utcnow()
+    if len(rows) == 1:
+        values = rows[0].values
+        cursor.execute(_POSTGRES_STORE_ONE, (*(values[name] for name in _ARRAY_TYPES), now, now))
+        return {(p, k): int(event_id) for event_id, p, k in cursor.fetchall()}
     params: dict[str, Any] = {name: [row.values[name] for row in rows] for name in _ARRAY_TYPES}
-    params["now"] = utcnow()
+    params["now"] = now
     cursor.execute(_POSTGRES_STORE, params)
     return {(provider, key): int(event_id) for event_id, provider, key in cursor.fetchall()}
 
