@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from bench.common import write_result
@@ -180,13 +180,15 @@ def explain_plans(services: Services) -> dict[str, str]:
             ("lock_sessions", lock_query(refs, dialect.name)),
             ("sessions_of_users", sessions_of_users(users)),
         ):
-            sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+            compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+            params: Any = compiled.params
+            if compiled.positiontup:
+                params = tuple(params[name] for name in compiled.positiontup)
             prefix = "EXPLAIN QUERY PLAN "
             if dialect.name == "postgresql":
                 prefix = "EXPLAIN (ANALYZE, BUFFERS) "
-            found[name] = "\n".join(
-                " | ".join(str(c) for c in r) for r in session.execute(text(prefix + sql))
-            )
+            result = session.connection().exec_driver_sql(prefix + str(compiled), params)
+            found[name] = "\n".join(" | ".join(str(c) for c in r) for r in result)
         session.rollback()
     return found
 
