@@ -106,6 +106,8 @@ class Services:
 
     def close(self) -> None:
         """Release connections."""
+        if self._ingest is not None and self._ingest[0] == os.getpid():
+            self._ingest[1].close()
         self.engine.dispose()
         if self._ingest_engine is not None:
             self._ingest_engine.dispose()

@@ -42,11 +42,11 @@ DRAIN_TABLES = (
     "verification_sessions",
     "observations",
     "user_records",
-    "audit_entries",
     "notifications",
 )
 """The tables whose plans the drain depends on and which it grows. inbound_events is read by
-primary key only (ids claimed from the outbox), which needs no statistics."""
+primary key only (ids claimed from the outbox), and audit_entries only appended to (its head is a
+one-row table), so neither needs statistics (analyzing the audit took 0.5 s at 80,000 entries)."""
 
 _STALE = text(
     """
