@@ -91,7 +91,7 @@ def prepare_event(event: NewEvent, *, keyring: Keyring) -> EventRow:
     )
 
 
-_ARRAY_TYPES = {
+_TYPES = {
     "provider": "text",
     "dedupe_key": "text",
     "kind": "text",
@@ -104,48 +104,42 @@ _ARRAY_TYPES = {
     "key_id": "text",
     "payload_blob": "bytea",
 }
-_COLUMNS = ", ".join(_ARRAY_TYPES)
-_POSTGRES_STORE = f"""
-WITH incoming AS (
-    SELECT * FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _ARRAY_TYPES.items())})
-        AS r({_COLUMNS})
-), new_event AS (
-    INSERT INTO inbound_events ({_COLUMNS}, updated_at, attempts)
-    SELECT {_COLUMNS}, %(now)s, 0 FROM incoming
-    ON CONFLICT (provider, dedupe_key) DO NOTHING
-    RETURNING id, provider, dedupe_key, state
-), new_outbox AS (
-    INSERT INTO outbox (event_id, created_at, available_at, attempts)
-    SELECT id, %(now)s, %(now)s, 0 FROM new_event WHERE state = '{EventState.RECEIVED.value}'
-)
-SELECT id, provider, dedupe_key FROM new_event
-"""
-"""PostgreSQL: every row of a batch and their outbox rows in one statement, whatever the batch
-size (one array per column), so the driver prepares it once per connection."""
+_COLUMNS = ", ".join(_TYPES)
+_ROW = "(" + ", ".join(f"%s::{t}" for t in _TYPES.values()) + ")"
 
-_POSTGRES_STORE_ONE = f"""
-WITH new_event AS (
+
+@functools.cache
+def _postgres_store(count: int) -> str:
+    """PostgreSQL: `count` events and their outbox rows in one statement (one round trip, one
+    transaction on the autocommit connection), one plain parameter per value.
+
+    A statement text per batch size (at most DEFAULT_MAX_BATCH of them; the driver prepares
+    each once it recurs): the parameters are scalars, which the driver converts in C, where one
+    array per column (a single text for every size) cost 10 % of a gthread worker's CPU in
+    psycopg's Python array dumper (py-spy under bench.ingest), and half the driver's CPU for a
+    batch of one (bench.wal_per_delivery)."""
+    return f"""
+WITH clock AS (SELECT %s::timestamptz AS now), new_event AS (
     INSERT INTO inbound_events ({_COLUMNS}, updated_at, attempts)
-    VALUES ({", ".join("%s" for _ in _ARRAY_TYPES)}, %s, 0)
+    SELECT incoming.*, clock.now, 0
+    FROM (VALUES {", ".join([_ROW] * count)}) AS incoming ({_COLUMNS}), clock
     ON CONFLICT (provider, dedupe_key) DO NOTHING
     RETURNING id, provider, dedupe_key, state
 ), new_outbox AS (
     INSERT INTO outbox (event_id, created_at, available_at, attempts)
-    SELECT id, updated_at, updated_at, 0 FROM new_event, (SELECT %s::timestamptz AS updated_at) t
+    SELECT id, clock.now, clock.now, 0 FROM new_event, clock
     WHERE state = '{EventState.RECEIVED.value}'
 )
 SELECT id, provider, dedupe_key FROM new_event
 """
-"""PostgreSQL, a batch of one (every delivery on a sync worker, most at low load): the same
-statement with one plain parameter per column, which the driver sends without building eleven
-arrays (bench.wal_per_delivery: about half the client CPU of the array form for one row)."""
+
 
 _POSTGRES_STORED = """
 SELECT id, provider, dedupe_key FROM inbound_events
 WHERE (provider, dedupe_key) IN (SELECT * FROM unnest(%(provider)s::text[], %(key)s::text[]))
 """
 
-_SQLITE_COLUMNS = (*_ARRAY_TYPES, "updated_at", "attempts")
+_SQLITE_COLUMNS = (*_TYPES, "updated_at", "attempts")
 _SQLITE_INSERT = (
     f"INSERT INTO inbound_events ({', '.join(_SQLITE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _SQLITE_COLUMNS)}) "
@@ -154,7 +148,7 @@ _SQLITE_INSERT = (
 _SQLITE_OUTBOX = (
     "INSERT INTO outbox (event_id, created_at, available_at, attempts) VALUES (?, ?, ?, 0)"
 )
-_RECEIVED_AT = list(_ARRAY_TYPES).index("received_at")
+_RECEIVED_AT = list(_TYPES).index("received_at")
 _SQLITE_STORED = "SELECT id FROM inbound_events WHERE provider = ? AND dedupe_key = ?"
 
 
@@ -201,14 +195,11 @@ def store_event(session: Session, event: NewEvent, *, keyring: Keyring) -> tuple
 
 
 def _insert_postgres(cursor: Any, rows: list[EventRow]) -> dict[tuple[str, str], int]:
-    now = utcnow()
-    if len(rows) == 1:
-        values = rows[0].values
-        cursor.execute(_POSTGRES_STORE_ONE, (*(values[name] for name in _ARRAY_TYPES), now, now))
-        return {(p, k): int(event_id) for event_id, p, k in cursor.fetchall()}
-    params: dict[str, Any] = {name: [row.values[name] for row in rows] for name in _ARRAY_TYPES}
-    params["now"] = now
-    cursor.execute(_POSTGRES_STORE, params)
+    params: list[Any] = [utcnow()]
+    for row in rows:
+        values = row.values
+        params.extend(values[name] for name in _TYPES)
+    cursor.execute(_postgres_store(len(rows)), params)
     return {(provider, key): int(event_id) for event_id, provider, key in cursor.fetchall()}
 
 
@@ -220,7 +211,7 @@ def _insert_sqlite(
     ready: list[tuple[int, str, str]] = []
     for row in rows:
         values = row.values
-        params = [values[name] for name in _ARRAY_TYPES]
+        params = [values[name] for name in _TYPES]
         params[_RECEIVED_AT] = as_text(values["received_at"])
         cursor.execute(_SQLITE_INSERT, (*params, now, 0))
         found = cursor.fetchone()
