@@ -45,6 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FILLER = "x" * 1200
 SERVERS = ("plain", "shipped")
 APPS = {"receiver": None, "floor": "bench.floor_app:app", "bare_flask": "bench.bare_app:app"}
+BASE: Path | None = None
+"""Another checkout of verihook (`--base DIR`, e.g. `git archive main | tar -x -C DIR`), served
+as the app `base` in every round beside this one: before/after side by side."""
 PACED_CONNECTIONS = 16
 DELIVERIES_PER_SECOND = 4_000
 """Distinct deliveries written per second of a run: above what any app stores here, so wrk
@@ -144,9 +147,14 @@ def run_app(
     if lines is None:
         lines = stack.tmp / f"deliveries-{tag}.txt"
         delivery_lines(lines, max(20_000, seconds * DELIVERIES_PER_SECOND), tag)
-    table = {"receiver": "inbound_events", "floor": "floor_events"}.get(app)
+    table = {"receiver": "inbound_events", "base": "inbound_events", "floor": "floor_events"}.get(
+        app
+    )
     rows_before = stored(stack, table) if table else 0
-    url = stack.gunicorn(APPS[app], server=server)
+    if app == "base" and BASE is not None:
+        url = stack.gunicorn(None, server=server, code=BASE)
+    else:
+        url = stack.gunicorn(APPS[app], server=server)
     web_pid = stack.web.pid if stack.web else None
     before, cpu_before = counters(stack.engine), process_cpu(web_pid, stack.engine)
     found = wrk(url, lines, seconds, 32)
@@ -169,21 +177,17 @@ def measure_server(stack: Stack, server: str, seconds: int, repeat: int) -> dict
     rounds = []
     bare_lines = stack.tmp / f"bare-{server}.txt"
     delivery_lines(bare_lines, 20_000, f"bare{server}{time.time_ns()}")
+    apps = [*APPS, "base"] if BASE is not None else list(APPS)
     for n in range(repeat):
         tag = f"{server}{n}t{time.time_ns()}"
-        found = {
-            app: run_app(
-                stack,
-                app,
-                server,
-                seconds,
-                f"{app}{tag}",
-                bare_lines if app == "bare_flask" else None,
-            )
-            for app in APPS
-        }
-        rate = {app: found[app]["requests_per_second"] for app in APPS}
+        found: dict[str, Any] = {}
+        for app in apps:
+            reuse = bare_lines if app == "bare_flask" else None
+            found[app] = run_app(stack, app, server, seconds, f"{app}{tag}", reuse)
+        rate = {app: found[app]["requests_per_second"] for app in apps}
         found["vs_floor"] = round(rate["receiver"] / rate["floor"], 3)
+        if "base" in rate:
+            found["base_vs_floor"] = round(rate["base"] / rate["floor"], 3)
         found["floor_vs_bare"] = round(rate["floor"] / rate["bare_flask"], 3)
         found["ratio"] = round(rate["receiver"] / rate["bare_flask"], 3)
         rounds.append(found)
@@ -200,6 +204,7 @@ def measure_server(stack: Stack, server: str, seconds: int, repeat: int) -> dict
     return {
         "server": server,
         "rounds": rounds,
+        **({"base_vs_floor_median": median("base_vs_floor")} if BASE is not None else {}),
         "vs_floor_median": median("vs_floor"),
         "floor_vs_bare_median": median("floor_vs_bare"),
         "ratio_median": median("ratio"),
@@ -214,7 +219,7 @@ def measure_server(stack: Stack, server: str, seconds: int, repeat: int) -> dict
                 key: statistics.median(r[app]["costs"][key] for r in rounds)
                 for key in rounds[0][app]["costs"]
             }
-            for app in APPS
+            for app in apps
         },
     }
 
@@ -226,7 +231,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--server", choices=[*SERVERS, "both"], default="both")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--base", type=Path, default=None, help="a checkout to compare with")
     args = parser.parse_args()
+    global BASE
+    BASE = args.base
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk; `make bench` does it)")
     tmp = Path(tempfile.mkdtemp(prefix="verihook-ingest-"))
