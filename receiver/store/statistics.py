@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ class StatisticsKeeper:
         try:
             self._next_check = now + self.check_seconds
             return self._analyze_stale()
-        except DBAPIError as exc:
-            log.warning("refreshing planner statistics failed: %s", type(exc.orig).__name__)
+        except SQLAlchemyError as exc:  # unreachable, pool exhausted, …: the drain finds out itself
+            log.warning("refreshing planner statistics failed: %s", type(exc).__name__)
             return []
         finally:
             self._lock.release()
