@@ -313,6 +313,7 @@ class InboundFront:
         token = CURRENT_REQUEST_ID.set(request_id)
         try:
             fields: dict[str, object] | None = None
+            response: Response | StoredAnswer
             if has_control_characters_in_url(req.path, req.args.items(multi=True)):
                 response = json_response({"error": "control characters in the URL"}, 400)
             else:
