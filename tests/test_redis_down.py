@@ -233,7 +233,9 @@ def test_cli_outbox_flush_recovers_after_redis_restart(
     assert code == 0 and "0 event(s) waiting; woke workers for 0" in output, output
 
 
-def test_a_drain_job_whose_redis_dies_as_it_starts_still_applies_everything(make_services, private):  # type: ignore[no-untyped-def]
+def test_a_drain_job_whose_redis_dies_as_it_starts_still_applies_everything(
+    make_services, private
+):  # type: ignore[no-untyped-def]
     """The job's first step (clearing the wake flag) needs Redis; the drain does not. A job that
     a worker took just before Redis died applies every stored event anyway."""
     services, _, expected = deliver_while_redis_is_dead(make_services, private)
