@@ -64,7 +64,9 @@ fuzz: venv
 demo: venv
 	$(VENV)/bin/verihook demo
 
-## bench: every benchmark (a few minutes; not part of `make test`); results in bench/results/
+## bench: every benchmark (about 25 minutes on 2 CPUs; not part of `make test`); results in
+## bench/results/. A backlog of a million events (about 30 minutes more):
+##   $(PY) -m bench.drain_backlog --backend postgresql --backlog 1000000
 bench: venv
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) -m bench.ingest --backend postgresql --seconds 10 --repeat 3
@@ -73,7 +75,10 @@ bench: venv
 		--seconds 20 --json bench/results/e2e_postgresql_half.json
 	$(PY) -m bench.profile_ingest --backend postgresql > bench/results/ingest_profile_postgresql.txt
 	$(PY) -m bench.profile_ingest --backend sqlite > bench/results/ingest_profile_sqlite.txt
+	$(PY) -m bench.wal_per_delivery --deliveries 2000 --repeat 3 --what-if
 	$(PY) -m bench.apply_throughput --backend postgresql --events 20000 --workers 2
+	$(PY) -m bench.drain_backlog --backend postgresql --backlog 10000 100000 --explain
+	$(PY) -m bench.drain_backlog --backend sqlite --backlog 10000 100000
 	$(PY) -m bench.reconcile --backend postgresql --open 100000 --due 200
 	$(PY) -m bench.import_memory
 	$(PY) -m bench.cli_startup

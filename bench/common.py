@@ -115,23 +115,23 @@ class Stack:
                 env[sizing] = os.environ[sizing]
         return env
 
-    def gunicorn(self, app: str | None = None, server: str = "shipped") -> str:
-        """Start gunicorn serving verihook (or `app`); return its URL.
+    def gunicorn(self, app: str | None = None, server: str = "shipped", code: Path = ROOT) -> str:
+        """Start gunicorn serving verihook (or `app`) from the checkout `code`; return its URL.
 
         `server` is "shipped" (deploy/gunicorn.conf.py) or "plain" (`gunicorn -w 2 app:app`:
         gunicorn's defaults, sync workers, as a new user would first try it).
         """
         port = free_port()
-        env = self.env(VERIHOOK_LOG_LEVEL="INFO")
+        env = self.env(VERIHOOK_LOG_LEVEL="INFO", PYTHONPATH=str(code))
         if server == "shipped":
-            config = ["-c", str(ROOT / "deploy" / "gunicorn.conf.py")]
+            config = ["-c", str(code / "deploy" / "gunicorn.conf.py")]
             target = [app] if app else []
         else:
             config, target = ["-w", "2"], [app or "app:app"]
             env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         args = [sys.executable, "-m", "gunicorn", *config, "--bind", f"127.0.0.1:{port}", *target]
         self.web = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args, env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

@@ -1,14 +1,19 @@
-"""Ingest benchmark: signed 1.5 KB deliveries against verihook's receiver and a bare Flask app.
+"""Ingest benchmark: signed deliveries against verihook, the durable floor and a bare Flask app.
 
-Method (issue 10): for each server setting, `plain` (`gunicorn -w 2 app:app`: gunicorn's
-defaults, sync workers) and `shipped` (deploy/gunicorn.conf.py), verihook's receiver and
-`bench/bare_app.py` (reads the body, answers 200) are served in turn the same way. wrk, on
-127.0.0.1, POSTs pre-signed distinct Contiguity deliveries (~1.5 KB, each a new event) for a fixed
-time with 32 connections; the ratio of the two request rates is the figure, the median of
-`--repeat` repetitions (each repetition runs both apps). The receiver logs at INFO, as deployed.
-Then wrk offers about half the receiver's median maximum rate at a fixed pace (post_paced.lua)
-and reports p50/p99. Memory: PSS (and RSS) of each receiver worker after its saturation run.
-Everything is bounded in time and stops by itself.
+Method (issue 10, issue 19): for each server setting, `plain` (`gunicorn -w 2 app:app`:
+gunicorn's defaults, sync workers) and `shipped` (deploy/gunicorn.conf.py), three apps are served
+in turn the same way: verihook's receiver, `bench/floor_app.py` (the durable floor: verify the
+HMAC, parse, one committed INSERT … ON CONFLICT DO NOTHING per delivery, nothing else) and
+`bench/bare_app.py` (reads the body, answers 200). wrk, on 127.0.0.1, POSTs pre-signed iDenfy
+result deliveries (~1.5 KB) for a fixed time with 32 connections; every run of an app that stores
+gets deliveries of its own, never sent before, so each request is a new event. The figures are
+the ratios verihook ÷ floor and floor ÷ bare, the median of `--repeat` rounds (each round runs
+the three apps back to back). The receiver logs at INFO, as deployed. Each run also records its
+costs per delivery (bench/costs.py): CPU of the gunicorn workers and of the PostgreSQL backends,
+commits and rows inserted in the run's database, WAL. Then wrk offers about half the receiver's
+median maximum rate at a fixed pace (post_paced.lua) and reports p50/p99. Memory: PSS (and RSS)
+of each receiver worker after its saturation run. Everything is bounded in time and stops by
+itself.
 
     .venv/bin/python -m bench.ingest --backend postgresql --seconds 10 --repeat 3
 """
@@ -29,14 +34,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
+from bench import floor_app
 from bench.common import Stack, children, percentile, pss_mb, rss_mb, write_result
+from bench.costs import counters, cpu_spent, per_delivery, process_cpu
 from tests.support import signing
 
 ROOT = Path(__file__).resolve().parents[1]
 FILLER = "x" * 1200
 SERVERS = ("plain", "shipped")
+APPS = {"receiver": None, "floor": "bench.floor_app:app", "bare_flask": "bench.bare_app:app"}
+BASE: Path | None = None
+"""Another checkout of verihook (`--base DIR`, e.g. `git archive main | tar -x -C DIR`), served
+as the app `base` in every round beside this one: before/after side by side."""
 PACED_CONNECTIONS = 16
+DELIVERIES_PER_SECOND = 4_000
+"""Distinct deliveries written per second of a run: above what any app stores here, so wrk
+never wraps around to a delivery it sent before (each run checks)."""
 
 
 def signed_deliveries(count: int, tag: str) -> list[tuple[bytes, str]]:
@@ -56,11 +71,24 @@ def signed_deliveries(count: int, tag: str) -> list[tuple[bytes, str]]:
     return made
 
 
+def idenfy_deliveries(count: int, tag: str) -> list[tuple[bytes, str]]:
+    """`count` distinct signed iDenfy result deliveries (~1.5 KB) and their signatures."""
+    template = json.loads(signing.idenfy_result("APPROVED", "scan", client_id="user"))
+    template["filler"] = FILLER[:500]
+    made = []
+    for index in range(count):
+        template["scanRef"] = f"scan-{tag}-{index}"
+        template["clientId"] = f"user-{tag}-{index}"
+        body = json.dumps(template).encode()
+        made.append((body, signing.idenfy_signature(body)))
+    return made
+
+
 def delivery_lines(path: Path, count: int, tag: str) -> None:
-    """Write `count` pre-signed distinct deliveries for the wrk scripts."""
+    """Write `count` pre-signed distinct iDenfy deliveries for the wrk scripts."""
     with path.open("w") as out:
-        for body, header in signed_deliveries(count, tag):
-            out.write(header + "\t" + body.decode() + "\n")
+        for body, signature in idenfy_deliveries(count, tag):
+            out.write(f"/webhooks/idenfy\tIdenfy-Signature\t{signature}\t{body.decode()}\n")
 
 
 def wrk(
@@ -80,10 +108,12 @@ def wrk(
         env=os.environ | {"VERIHOOK_BENCH_DIR": str(ROOT / "bench")},
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
     return {
         "requests_per_second": rate,
+        "requests": requests,
         "p50_ms": _latency(out, "50%"),
         "p99_ms": _latency(out, "99%"),
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
@@ -102,35 +132,95 @@ def worker_memory(stack: Stack) -> list[dict[str, float]]:
     return [{"pss_mb": pss_mb(pid), "rss_mb": rss_mb(pid)} for pid in pids]
 
 
-def measure_server(
-    stack: Stack, server: str, lines: Path, seconds: int, repeat: int
+def stored(stack: Stack, table: str) -> int:
+    """Rows in `table` (inbound_events, floor_events) of the benchmark's database."""
+    with stack.engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def run_app(
+    stack: Stack, app: str, server: str, seconds: int, tag: str, lines: Path | None = None
 ) -> dict[str, Any]:
-    """`repeat` rounds of (verihook, bare) under one server setting, then a paced run."""
+    """Serve one app, load it with wrk for `seconds`, return the rate, latency and costs.
+
+    An app that stores gets fresh deliveries (`lines` None); the bare app may reuse a file."""
+    if lines is None:
+        lines = stack.tmp / f"deliveries-{tag}.txt"
+        delivery_lines(lines, max(20_000, seconds * DELIVERIES_PER_SECOND), tag)
+    table = {"receiver": "inbound_events", "base": "inbound_events", "floor": "floor_events"}.get(
+        app
+    )
+    rows_before = stored(stack, table) if table else 0
+    if app == "base" and BASE is not None:
+        url = stack.gunicorn(None, server=server, code=BASE)
+    else:
+        url = stack.gunicorn(APPS[app], server=server)
+    web_pid = stack.web.pid if stack.web else None
+    before, cpu_before = counters(stack.engine), process_cpu(web_pid, stack.engine)
+    found = wrk(url, lines, seconds, 32)
+    cpu = cpu_spent(cpu_before, process_cpu(web_pid, stack.engine))
+    after = counters(stack.engine)
+    if app == "receiver":
+        found["workers"] = worker_memory(stack)
+    stack.stop_gunicorn()
+    found["costs"] = per_delivery(before, after, cpu, found["requests"])
+    if table:
+        found["new_rows"] = stored(stack, table) - rows_before
+        found["all_new"] = found["new_rows"] >= found["requests"] - found["non_2xx"]
+    if lines.name.startswith("deliveries-"):
+        lines.unlink()
+    return found
+
+
+def measure_server(stack: Stack, server: str, seconds: int, repeat: int) -> dict[str, Any]:
+    """`repeat` rounds of (verihook, floor, bare) under one server setting, then a paced run."""
     rounds = []
-    memory: list[dict[str, float]] = []
-    for _ in range(repeat):
-        ours = wrk(stack.gunicorn(server=server), lines, seconds, 32)
-        memory = worker_memory(stack)
-        stack.stop_gunicorn()
-        bare = wrk(stack.gunicorn("bench.bare_app:app", server=server), lines, seconds, 32)
-        stack.stop_gunicorn()
-        ratio = ours["requests_per_second"] / bare["requests_per_second"]
-        rounds.append({"receiver": ours, "bare_flask": bare, "ratio": round(ratio, 3)})
+    bare_lines = stack.tmp / f"bare-{server}.txt"
+    delivery_lines(bare_lines, 20_000, f"bare{server}{time.time_ns()}")
+    apps = [*APPS, "base"] if BASE is not None else list(APPS)
+    for n in range(repeat):
+        tag = f"{server}{n}t{time.time_ns()}"
+        found: dict[str, Any] = {}
+        for app in apps:
+            reuse = bare_lines if app == "bare_flask" else None
+            found[app] = run_app(stack, app, server, seconds, f"{app}{tag}", reuse)
+        rate = {app: found[app]["requests_per_second"] for app in apps}
+        found["vs_floor"] = round(rate["receiver"] / rate["floor"], 3)
+        if "base" in rate:
+            found["base_vs_floor"] = round(rate["base"] / rate["floor"], 3)
+        found["floor_vs_bare"] = round(rate["floor"] / rate["bare_flask"], 3)
+        found["ratio"] = round(rate["receiver"] / rate["bare_flask"], 3)
+        rounds.append(found)
     best = statistics.median(r["receiver"]["requests_per_second"] for r in rounds)
     pause_ms = round(PACED_CONNECTIONS * 1000 / (best / 2), 2)
-    paced = wrk(stack.gunicorn(server=server), lines, 10, PACED_CONNECTIONS, pause_ms)
+    paced_lines = stack.tmp / f"deliveries-paced-{server}.txt"
+    delivery_lines(paced_lines, 20_000, f"paced{server}{time.time_ns()}")
+    paced = wrk(stack.gunicorn(server=server), paced_lines, 10, PACED_CONNECTIONS, pause_ms)
     stack.stop_gunicorn()
+
+    def median(key: str, app: str | None = None) -> float:
+        return statistics.median(r[app][key] if app else r[key] for r in rounds)
+
     return {
         "server": server,
         "rounds": rounds,
-        "ratio_median": round(statistics.median(r["ratio"] for r in rounds), 3),
+        **({"base_vs_floor_median": median("base_vs_floor")} if BASE is not None else {}),
+        "vs_floor_median": median("vs_floor"),
+        "floor_vs_bare_median": median("floor_vs_bare"),
+        "ratio_median": median("ratio"),
         "receiver_rps_median": round(best, 1),
-        "bare_rps_median": round(
-            statistics.median(r["bare_flask"]["requests_per_second"] for r in rounds), 1
-        ),
-        "p99_saturated_ms_median": statistics.median(r["receiver"]["p99_ms"] for r in rounds),
+        "floor_rps_median": round(median("requests_per_second", "floor"), 1),
+        "bare_rps_median": round(median("requests_per_second", "bare_flask"), 1),
+        "p99_saturated_ms_median": median("p99_ms", "receiver"),
         "half_rate": {"offered_per_second": round(best / 2, 1), **paced},
-        "workers": memory,
+        "workers": rounds[-1]["receiver"].get("workers", []),
+        "costs_median": {
+            app: {
+                key: statistics.median(r[app]["costs"][key] for r in rounds)
+                for key in rounds[0][app]["costs"]
+            }
+            for app in apps
+        },
     }
 
 
@@ -141,24 +231,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--server", choices=[*SERVERS, "both"], default="both")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--base", type=Path, default=None, help="a checkout to compare with")
     args = parser.parse_args()
+    global BASE
+    BASE = args.base
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk; `make bench` does it)")
     tmp = Path(tempfile.mkdtemp(prefix="verihook-ingest-"))
     servers = SERVERS if args.server == "both" else (args.server,)
     results = []
     with Stack(args.backend, tmp) as stack:
+        floor_app.create_table(stack.settings.database_url)
         for server in servers:
-            lines = tmp / f"deliveries-{server}.txt"
-            delivery_lines(lines, max(40_000, args.seconds * 6_000), f"{server}{time.time_ns()}")
-            results.append(measure_server(stack, server, lines, args.seconds, args.repeat))
-        stored = stack.count_events()
+            results.append(measure_server(stack, server, args.seconds, args.repeat))
+        events = stack.count_events()
     result = {
         "backend": args.backend,
         "seconds": args.seconds,
         "repeat": args.repeat,
+        "machine_load_1min": os.getloadavg()[0],
         "servers": results,
-        "events_stored": stored,
+        "events_stored": events,
     }
     print(json.dumps(result, indent=2))
     write_result(args.json or f"bench/results/ingest_{args.backend}.json", result)

@@ -1,8 +1,7 @@
 -- wrk script: each thread POSTs its own slice of pre-signed deliveries, one per request.
--- The file holds one request per line: "<Contiguity-Signature>\t<body>".
+-- The file holds one request per line: "<path>\t<signature header name>\t<value>\t<body>".
 local lines = {}
 local index = 0
-local thread_id = 0
 local counter = 0
 
 function setup(thread)
@@ -15,8 +14,13 @@ function init(args)
   local mine = 0
   for line in io.lines(args[1]) do
     if mine % threads == id then
-      local tab = string.find(line, "\t", 1, true)
-      table.insert(lines, {string.sub(line, 1, tab - 1), string.sub(line, tab + 1)})
+      local a = string.find(line, "\t", 1, true)
+      local b = string.find(line, "\t", a + 1, true)
+      local c = string.find(line, "\t", b + 1, true)
+      table.insert(lines, {
+        string.sub(line, 1, a - 1), string.sub(line, a + 1, b - 1),
+        string.sub(line, b + 1, c - 1), string.sub(line, c + 1),
+      })
     end
     mine = mine + 1
   end
@@ -25,8 +29,8 @@ end
 function request()
   index = index % #lines + 1
   local item = lines[index]
-  return wrk.format("POST", "/webhooks/contiguity", {
+  return wrk.format("POST", item[1], {
     ["Content-Type"] = "application/json",
-    ["Contiguity-Signature"] = item[1],
-  }, item[2])
+    [item[2]] = item[3],
+  }, item[4])
 end

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
 Row = TypeVar("Row")
@@ -31,10 +31,11 @@ class _Ticket(Generic[Row, Result]):
     """One submitted row and, once its batch is written, its result or the batch's error.
 
     `wake` is set once: when the row's batch is written, or earlier when its submitter is handed
-    the lead (then `done` is still False)."""
+    the lead (then `done` is still False). A row whose submitter leads at once never waits, so it
+    gets no event (the common case of a lone request, every request on a sync worker)."""
 
     row: Row
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event | None = None
     done: bool = False
     result: Result | None = None
     error: BaseException | None = None
@@ -70,10 +71,12 @@ class GroupCommitter(Generic[Row, Result]):
         """
         ticket: _Ticket[Row, Result] = _Ticket(row)
         with self._lock:
-            self._queue.append(ticket)
             leading = not self._writing
+            if not leading:
+                ticket.wake = threading.Event()
+            self._queue.append(ticket)
             self._writing = True
-        if not leading:
+        if ticket.wake is not None:
             ticket.wake.wait()
         while not ticket.done:  # leading: write batches until this row's is written
             with self._lock:
@@ -90,7 +93,7 @@ class GroupCommitter(Generic[Row, Result]):
         """Pass the lead to the oldest waiting row's thread, or stand down when none waits."""
         with self._lock:
             if self._queue:
-                self._queue[0].wake.set()
+                self._queue[0].wake.set()  # type: ignore[union-attr]  # queued while writing
             else:
                 self._writing = False
 
@@ -103,11 +106,13 @@ class GroupCommitter(Generic[Row, Result]):
         except BaseException as exc:  # every waiter must learn the outcome, whatever it was
             for ticket in batch:
                 ticket.error, ticket.done, ticket.batch_size = exc, True, len(batch)
-                ticket.wake.set()
+                if ticket.wake is not None:
+                    ticket.wake.set()
             return
         for ticket, result in zip(batch, results, strict=True):
             ticket.result, ticket.done, ticket.batch_size = result, True, len(batch)
-            ticket.wake.set()
+            if ticket.wake is not None:
+                ticket.wake.set()
 
     @staticmethod
     def _outcome(ticket: _Ticket[Row, Result]) -> tuple[Result, int]:

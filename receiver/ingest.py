@@ -21,8 +21,7 @@ from receiver.metrics import UNKNOWN_VALUES, inc
 from receiver.providers.base import AuthContext, Delivery, Parsed, Provider
 from receiver.store.crypto import Keyring
 from receiver.store.db import transaction
-from receiver.store.event_batches import prepare_event
-from receiver.store.events import NewEvent
+from receiver.store.event_batches import NewEvent, prepare_event
 from receiver.store.models import VerificationSession
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from receiver.refusals import RefusalLedger
 from receiver.settings import Settings
 from receiver.store.crypto import Keyring, load_keyring
 from receiver.store.db import make_engine, make_ingest_engine
+from receiver.store.statistics import StatisticsKeeper
 
 EXTENSION_KEY = "verihook"
 
@@ -67,6 +68,11 @@ class Services:
     def delivery_log(self) -> DeliveryLog:
         """The receiver's delivery log lines, sampled under load."""
         return DeliveryLog(self.settings.log_deliveries_per_second)
+
+    @cached_property
+    def statistics(self) -> StatisticsKeeper:
+        """Keeps the planner statistics of the tables the drain grows fresh (PostgreSQL)."""
+        return StatisticsKeeper(self.engine)
 
     @property
     def event_writer(self) -> EventWriter:
@@ -121,6 +127,8 @@ class Services:
 
     def close(self) -> None:
         """Release connections."""
+        if self._ingest is not None and self._ingest[0] == os.getpid():
+            self._ingest[1].close()
         self.engine.dispose()
         if self._ingest_engine is not None:
             self._ingest_engine.dispose()

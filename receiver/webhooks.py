@@ -204,6 +204,29 @@ def _take_in(
     return Taken(provider, result)
 
 
+class StoredAnswer:
+    """The answer to a stored delivery (200/202 and its JSON), as a WSGI app: what
+    `webhook_answer` gives, without building a werkzeug Response on the inbound front's hot path
+    (the same status line, headers and body)."""
+
+    def __init__(self, result: IngestResult) -> None:
+        self.status_code = 202 if result.outcome is Outcome.QUARANTINED else 200
+        self.body = f'{{"status":"{result.outcome.value}","event_id":{result.event_id}}}\n'.encode()
+        self.headers: dict[str, str] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """Answer as a WSGI app."""
+        start_response(
+            "200 OK" if self.status_code == 200 else "202 ACCEPTED",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(self.body))),
+                *self.headers.items(),
+            ],
+        )
+        return [self.body]
+
+
 def webhook_answer(taken: Taken) -> Response:
     """200 accepted/duplicate, 202 quarantined, or the error answer."""
     if taken.error is not None or taken.result is None:
@@ -289,12 +312,13 @@ class InboundFront:
         req.max_content_length = self.services.settings.max_body_bytes + 1
         return self._serve(req, *match.groups())(environ, start_response)
 
-    def _serve(self, req: Request, name: str, segment: str | None) -> Response:
+    def _serve(self, req: Request, name: str, segment: str | None) -> Response | StoredAnswer:
         started = time.perf_counter()
         request_id = request_id_for(req.headers.get("X-Request-ID", ""))
         token = CURRENT_REQUEST_ID.set(request_id)
         try:
             fields: dict[str, object] | None = None
+            response: Response | StoredAnswer
             if has_control_characters_in_url(req.path, req.args.items(multi=True)):
                 response = json_response({"error": "control characters in the URL"}, 400)
             else:
@@ -313,7 +337,7 @@ class InboundFront:
 
     def _answer(
         self, req: Request, name: str, segment: str | None
-    ) -> tuple[Response, dict[str, object] | None]:
+    ) -> tuple[Response | StoredAnswer, dict[str, object] | None]:
         """As the Flask app's error handlers would: 503 when the store is out of reach, a bare
         500 for anything unexpected."""
         try:
@@ -326,6 +350,8 @@ class InboundFront:
             log.exception("unhandled error")
             self._count(name, "error")
             return json_response({"error": "internal error"}, 500), None
+        if taken.error is None and taken.result is not None:
+            return StoredAnswer(taken.result), taken.fields
         return webhook_answer(taken), taken.fields
 
     def _count(self, name: str, answer: str) -> None:

@@ -233,6 +233,7 @@ def drain_ready_events(services: Services, *, max_seconds: float = 60.0) -> Drai
     size = services.settings.apply_batch_size
     store_failures = 0
     while time.monotonic() < deadline:
+        services.statistics.refresh()  # the tables grow as we drain: keep the plans right
         try:
             try:
                 batch = _claim_and_apply(services, size)

@@ -26,7 +26,7 @@ from receiver.providers.base import Delivery, Parsed, Provider, content_digest
 from receiver.providers.http import ProviderRejected, ProviderUnavailable
 from receiver.services import Services
 from receiver.store.db import transaction
-from receiver.store.events import NewEvent, store_event
+from receiver.store.event_batches import NewEvent, store_event
 from receiver.store.models import VerificationSession, utcnow
 from receiver.store.trace_models import POLLS_KEPT, SessionPoll
 from reconciler.planner import Action, Policy, SessionFacts, after_failure, after_poll, decide

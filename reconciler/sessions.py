@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Select, String, and_, bindparam, func, or_, select, true, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlmodel import Session
 
 from receiver.store.events import fill_user_refs
 from receiver.store.models import VerificationSession, utcnow
@@ -104,26 +106,7 @@ def lock_sessions(
     session.connection().execute(
         module.insert(table).on_conflict_do_nothing(index_elements=["provider", "session_id"]), rows
     )
-    by_provider: dict[str, list[str]] = {}
-    for provider, session_id in refs:
-        by_provider.setdefault(provider, []).append(session_id)
-    query = (
-        select(*[_TABLE.c[name] for name in _COLUMNS])
-        .where(
-            or_(
-                *[
-                    and_(
-                        col(VerificationSession.provider) == provider,
-                        col(VerificationSession.session_id).in_(ids),
-                    )
-                    for provider, ids in sorted(by_provider.items())
-                ]
-            )
-        )
-        .order_by(VerificationSession.provider, VerificationSession.session_id)
-    )
-    if dialect == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    query = lock_query(refs, dialect)
     found = {}
     for values in session.connection().execute(query):
         row = SessionRow(*values)
@@ -137,22 +120,56 @@ def lock_sessions(
     return found
 
 
+def _keys_match(refs: Iterable[SessionKey], dialect: str) -> tuple[Any, Any]:
+    """(FROM clause, WHERE clause) selecting the sessions with these keys, in a shape whose plan
+    does not depend on column statistics (a new table has none until it is analyzed, and a
+    filter on the provider alone would then read every session of the provider).
+
+    PostgreSQL: a join with the keys unnested from two arrays: one statement text whatever the
+    count, probed through the unique index (nested loop) or hashed against a table small enough
+    to scan, by the table's size, which the planner knows without statistics. (`(provider,
+    session_id) IN ((…), …)` plans as an OR of one index probe per key: 40 ms of planning for
+    200 keys.) SQLite: `(provider, session_id) IN (VALUES …)`, one probe of the unique index per
+    key."""
+    pairs = sorted(set(refs))
+    if dialect != "postgresql":
+        return _TABLE, tuple_(_TABLE.c.provider, _TABLE.c.session_id).in_(pairs)
+    keys = (
+        func.unnest(
+            bindparam("key_providers", [p for p, _ in pairs], type_=ARRAY(String)),
+            bindparam("key_sessions", [s for _, s in pairs], type_=ARRAY(String)),
+        )
+        .table_valued("provider", "session_id")
+        .render_derived(name="wanted")
+    )
+    joined = _TABLE.join(
+        keys,
+        and_(_TABLE.c.provider == keys.c.provider, _TABLE.c.session_id == keys.c.session_id),
+    )
+    return joined, true()
+
+
+def lock_query(refs: Iterable[SessionKey], dialect: str) -> Select:  # type: ignore[type-arg]
+    """The select that locks these sessions (free ones only on PostgreSQL), in key order."""
+    source, condition = _keys_match(refs, dialect)
+    query = (
+        select(*[_TABLE.c[name] for name in _COLUMNS])
+        .select_from(source)
+        .where(condition)
+        .order_by(_TABLE.c.provider, _TABLE.c.session_id)
+    )
+    if dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=_TABLE)
+    return query
+
+
 def existing_sessions(session: Session, keys: Iterable[SessionKey]) -> set[SessionKey]:
     """Which of these (provider, session id) pairs are known sessions (no lock taken)."""
     wanted = set(keys)
     if not wanted:
         return set()
-    by_provider: dict[str, list[str]] = {}
-    for provider, session_id in wanted:
-        by_provider.setdefault(provider, []).append(session_id)
-    query = select(_TABLE.c.provider, _TABLE.c.session_id).where(
-        or_(
-            *[
-                and_(_TABLE.c.provider == provider, _TABLE.c.session_id.in_(ids))
-                for provider, ids in sorted(by_provider.items())
-            ]
-        )
-    )
+    source, condition = _keys_match(wanted, session.get_bind().dialect.name)
+    query = select(_TABLE.c.provider, _TABLE.c.session_id).select_from(source).where(condition)
     return {(p, s) for p, s in session.connection().execute(query)}
 
 

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -50,7 +50,7 @@ def refresh_users(
         return []
     conn = session.connection()
     by_user: dict[str, list[Any]] = {}  # table rows, read like VerificationSession
-    for row in conn.execute(select(_SESSIONS).where(_SESSIONS.c.user_ref.in_(refs))):
+    for row in conn.execute(sessions_of_users(refs)):
         by_user.setdefault(row.user_ref or "", []).append(row)
     records, created = _lock_users(session, refs)
     drafts, changed, notifications = [], [], []
@@ -114,6 +114,11 @@ _WRITE_USER = (
     .where(_USERS.c.user_ref == bindparam("_ref"))
     .values({k: bindparam(k) for k in _USER_FIELDS})
 )
+
+
+def sessions_of_users(refs: list[str]) -> Select[Any]:
+    """Every session of these users."""
+    return select(_SESSIONS).where(_SESSIONS.c.user_ref.in_(refs))
 
 
 def _lock_users(

@@ -14,8 +14,8 @@ from receiver.event_writer import EventWriter, Refused
 from receiver.exceptions import StoreUnavailableError
 from receiver.store.crypto import Keyring
 from receiver.store.db import make_ingest_engine
-from receiver.store.event_batches import StoredEvent, prepare_event, write_events
-from receiver.store.events import NewEvent, open_payload
+from receiver.store.event_batches import NewEvent, StoredEvent, prepare_event, write_events
+from receiver.store.events import open_payload
 from receiver.store.models import InboundEvent, OutboxEntry
 from tests.conftest import TEST_KEYS
 
@@ -96,6 +96,7 @@ def test_concurrent_stores_share_commits_and_agree_on_ids(engine, ingest_engines
     writer = EventWriter(ingest_engines[backend], max_batch=16)
     rows = [row(f"k{i % 20}") for i in range(60)]  # every key three times
     results = submit_together(writer, rows)
+    writer.close()
     assert all(isinstance(r, StoredEvent) for r in results), results
     by_key: dict[str, set[int]] = {}
     for stored_row, result in zip(rows, results, strict=True):
@@ -111,6 +112,7 @@ def test_a_row_the_store_refuses_fails_alone(engine, ingest_engines, backend):  
     writer = EventWriter(ingest_engines[backend], max_batch=16)
     rows = [row(f"ok{i}") for i in range(11)] + [row("bad", session_id="vs_\ud800")]
     results = submit_together(writer, rows)
+    writer.close()
     assert isinstance(results[-1], Refused) and "Error" in results[-1].error
     assert all(isinstance(r, StoredEvent) and r.created for r in results[:-1]), results
     assert counts(engine) == (11, 11)

@@ -1,5 +1,6 @@
-"""Storing a batch of inbound events (and their outbox rows) in one transaction: the ingest hot
-path, on the driver's own connection (no ORM session; one statement per batch on PostgreSQL).
+"""Storing inbound events (and their outbox rows): the one insert path, for the ingest hot path's
+batches (on the driver's own connection: no ORM session; one statement per batch on PostgreSQL)
+and for the poller's answers (`store_event`, in the caller's transaction).
 
 `prepare_event` does the per-delivery work (encryption) in the request's own thread;
 `write_events` stores prepared rows together; a delivery already stored (a duplicate) is looked
@@ -18,10 +19,26 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Dialect
+from sqlmodel import Session
 
 from receiver.store.crypto import Keyring
-from receiver.store.events import NewEvent, payload_aad
+from receiver.store.events import payload_aad
 from receiver.store.models import EventState, InboundEvent, utcnow
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An authenticated delivery ready to be stored."""
+
+    provider: str
+    dedupe_key: str
+    kind: str
+    record: dict[str, Any]
+    received_at: datetime
+    notification: str | None = None
+    session_id: str | None = None
+    user_ref: str | None = None
+    parse_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +94,7 @@ def prepare_event(event: NewEvent, *, keyring: Keyring) -> EventRow:
     )
 
 
-_ARRAY_TYPES = {
+_TYPES = {
     "provider": "text",
     "dedupe_key": "text",
     "kind": "text",
@@ -90,24 +107,35 @@ _ARRAY_TYPES = {
     "key_id": "text",
     "payload_blob": "bytea",
 }
-_COLUMNS = ", ".join(_ARRAY_TYPES)
-_POSTGRES_STORE = f"""
-WITH incoming AS (
-    SELECT * FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _ARRAY_TYPES.items())})
-        AS r({_COLUMNS})
-), new_event AS (
+_COLUMNS = ", ".join(_TYPES)
+_ROW = "(" + ", ".join(f"%s::{t}" for t in _TYPES.values()) + ")"
+
+
+@functools.cache
+def _postgres_store(count: int) -> str:
+    """PostgreSQL: `count` events and their outbox rows in one statement (one round trip, one
+    transaction on the autocommit connection), one plain parameter per value.
+
+    A statement text per batch size (at most DEFAULT_MAX_BATCH of them; the driver prepares
+    each once it recurs): the parameters are scalars, which the driver converts in C, where one
+    array per column (a single text for every size) cost 10 % of a gthread worker's CPU in
+    psycopg's Python array dumper (py-spy under bench.ingest), and half the driver's CPU for a
+    batch of one (bench.wal_per_delivery)."""
+    return f"""
+WITH clock AS (SELECT %s::timestamptz AS now), new_event AS (
     INSERT INTO inbound_events ({_COLUMNS}, updated_at, attempts)
-    SELECT {_COLUMNS}, %(now)s, 0 FROM incoming
+    SELECT incoming.*, clock.now, 0
+    FROM (VALUES {", ".join([_ROW] * count)}) AS incoming ({_COLUMNS}), clock
     ON CONFLICT (provider, dedupe_key) DO NOTHING
     RETURNING id, provider, dedupe_key, state
 ), new_outbox AS (
     INSERT INTO outbox (event_id, created_at, available_at, attempts)
-    SELECT id, %(now)s, %(now)s, 0 FROM new_event WHERE state = '{EventState.RECEIVED.value}'
+    SELECT id, clock.now, clock.now, 0 FROM new_event, clock
+    WHERE state = '{EventState.RECEIVED.value}'
 )
 SELECT id, provider, dedupe_key FROM new_event
 """
-"""PostgreSQL: every row of a batch and their outbox rows in one statement, whatever the batch
-size (one array per column), so the driver prepares it once per connection."""
+
 
 _POSTGRES_REPEATED = """
 WITH repeated AS (
@@ -126,7 +154,7 @@ SELECT id, provider, dedupe_key FROM found
 """
 """PostgreSQL: the ids of events delivered again, and their repeats counted, in one statement."""
 
-_SQLITE_COLUMNS = (*_ARRAY_TYPES, "updated_at", "attempts")
+_SQLITE_COLUMNS = (*_TYPES, "updated_at", "attempts")
 _SQLITE_INSERT = (
     f"INSERT INTO inbound_events ({', '.join(_SQLITE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _SQLITE_COLUMNS)}) "
@@ -135,7 +163,7 @@ _SQLITE_INSERT = (
 _SQLITE_OUTBOX = (
     "INSERT INTO outbox (event_id, created_at, available_at, attempts) VALUES (?, ?, ?, 0)"
 )
-_RECEIVED_AT = list(_ARRAY_TYPES).index("received_at")
+_RECEIVED_AT = list(_TYPES).index("received_at")
 _SQLITE_STORED = "SELECT id FROM inbound_events WHERE provider = ? AND dedupe_key = ?"
 _SQLITE_REPEATED = (
     "INSERT INTO delivery_counts (event_id, duplicates, last_at) VALUES (?, ?, ?) "
@@ -177,10 +205,22 @@ def write_events(
     return results
 
 
+def store_event(session: Session, event: NewEvent, *, keyring: Keyring) -> tuple[int, bool]:
+    """Store one event (and its outbox row unless quarantined) in the caller's transaction,
+    through the same statement as the ingest batches; return (id, created)."""
+    driver = session.connection().connection.driver_connection
+    stored = write_events(
+        driver, [prepare_event(event, keyring=keyring)], dialect=session.get_bind().dialect
+    )[0]
+    return stored.event_id, stored.created
+
+
 def _insert_postgres(cursor: Any, rows: list[EventRow]) -> dict[tuple[str, str], int]:
-    params: dict[str, Any] = {name: [row.values[name] for row in rows] for name in _ARRAY_TYPES}
-    params["now"] = utcnow()
-    cursor.execute(_POSTGRES_STORE, params)
+    params: list[Any] = [utcnow()]
+    for row in rows:
+        values = row.values
+        params.extend(values[name] for name in _TYPES)
+    cursor.execute(_postgres_store(len(rows)), params)
     return {(provider, key): int(event_id) for event_id, provider, key in cursor.fetchall()}
 
 
@@ -192,7 +232,7 @@ def _insert_sqlite(
     ready: list[tuple[int, str, str]] = []
     for row in rows:
         values = row.values
-        params = [values[name] for name in _ARRAY_TYPES]
+        params = [values[name] for name in _TYPES]
         params[_RECEIVED_AT] = as_text(values["received_at"])
         cursor.execute(_SQLITE_INSERT, (*params, now, 0))
         found = cursor.fetchone()

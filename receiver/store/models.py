@@ -79,7 +79,6 @@ class OutboxEntry(SQLModel, table=True):
     """An event that still has to be applied; the worker deletes it in the applying transaction."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_available", "available_at"),)
 
     event_id: int = Field(sa_column=Column(BIG_ID, primary_key=True, autoincrement=False))
     created_at: datetime = Field(default_factory=utcnow)
