@@ -57,13 +57,12 @@ def is_connection_error(exc: BaseException) -> bool:
 class EventWriter:
     """Stores prepared event rows, batching the ones that arrive together (thread-safe).
 
-    Batches are written on one driver connection taken from the ingest engine's pool and kept;
-    after any error that connection is discarded and the next batch takes a new one.
+    Each batch is written on a driver connection checked out of the ingest engine's pool; after
+    any error that connection is discarded and the next batch takes a new one.
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.engine = engine
-        self._pooled: Any = None
         self._committer: GroupCommitter[EventRow, StoredEvent | Refused] = GroupCommitter(
             self._write_batch, max_batch=max_batch
         )
@@ -113,9 +112,10 @@ class EventWriter:
         """One transaction: BEGIN IMMEDIATE … COMMIT on SQLite (under the process-wide writer
         lock); on PostgreSQL the autocommit connection makes the one statement its own.
 
-        The connection is kept between batches (only the committer's leader writes, one batch
-        at a time), so a batch costs no pool check-out and check-in."""
-        pooled, self._pooled = self._pooled or self.engine.raw_connection(), None
+        The connection is checked out of the ingest pool for the batch and given back after it.
+        (Keeping it between batches saved a check-out per batch, but a writer dropped without
+        `close()` then left an open connection behind: tests build many.)"""
+        pooled = self.engine.raw_connection()
         try:
             stored = self._write_on(pooled.driver_connection, rows)
         except BaseException:
@@ -124,14 +124,11 @@ class EventWriter:
             # rarely the store refuses anything.
             _discard(pooled)
             raise
-        self._pooled = pooled
+        pooled.close()  # back to the pool
         return stored
 
     def close(self) -> None:
-        """Give the kept connection back to the pool (the process is stopping)."""
-        pooled, self._pooled = self._pooled, None
-        if pooled is not None:
-            pooled.close()
+        """Nothing is kept between batches; for callers that stop a writer."""
 
     def _write_on(self, connection: Any, rows: Sequence[EventRow]) -> list[StoredEvent]:
         if not is_sqlite(self.engine):

@@ -15,8 +15,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from receiver.store.db import transaction
-from receiver.store.event_batches import prepare_event, write_events
-from receiver.store.events import NewEvent
+from receiver.store.event_batches import NewEvent, prepare_event, write_events
 from receiver.store.models import EventState, InboundEvent, VerificationSession, utcnow
 from receiver.store.refusals import Refusals, add_refusals, bucket_of
 from receiver.store.trace_models import POLLS_KEPT, DeliveryCount, SessionPoll
