@@ -68,15 +68,16 @@ def create_table(url: str) -> None:
     conn.close()
 
 
-_SECRET = os.environ.get("VERIHOOK_PROVIDERS__IDENFY__WEBHOOK_SECRET", "").encode()
-_STATEMENT = _INSERT.format(p="?" if _url().startswith("sqlite") else "%s")
-
-
 def _connection() -> Any:
+    """This thread's connection, and the secret and statement read from the environment when
+    the thread first serves (so a process can set the environment after importing this)."""
     conn = getattr(_local, "conn", None)
     if conn is None or getattr(_local, "pid", None) != os.getpid():
-        conn = _local.conn = _connect(_url())
+        url = _url()
+        conn = _local.conn = _connect(url)
         _local.pid = os.getpid()
+        _local.secret = os.environ.get("VERIHOOK_PROVIDERS__IDENFY__WEBHOOK_SECRET", "").encode()
+        _local.statement = _INSERT.format(p="?" if url.startswith("sqlite") else "%s")
     return conn
 
 
@@ -84,10 +85,11 @@ def _connection() -> Any:
 def webhook(name: str):  # type: ignore[no-untyped-def]
     """Verify, parse, store durably, answer."""
     body = request.get_data()
-    expected = hmac.new(_SECRET, body, hashlib.sha256).hexdigest()
+    conn = _connection()
+    expected = hmac.new(_local.secret, body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, request.headers.get("Idenfy-Signature", "")):
         return jsonify({"error": "authentication failed"}), 401
     json.loads(body)
     key = "sha256:" + hashlib.sha256(body).hexdigest()
-    _connection().execute(_STATEMENT, (name, key, body))
+    conn.execute(_local.statement, (name, key, body))
     return jsonify({"status": "accepted", "event_id": 0})

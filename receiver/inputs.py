@@ -59,8 +59,17 @@ def check_ref(value: object, name: str) -> str:
     return value
 
 
-def too_deep(value: Any) -> bool:
-    """True when a value sits deeper than MAX_JSON_DEPTH (the top object is level 1)."""
+def too_deep(value: Any, text: str | bytes | None = None) -> bool:
+    """True when a value sits deeper than MAX_JSON_DEPTH (the top object is level 1).
+
+    `text`, the JSON `value` was parsed from, makes the common case cheap: a value cannot sit
+    deeper than the number of opening brackets in its text (those inside strings only add to it),
+    and its scalars one level deeper.
+    """
+    if isinstance(text, str):
+        text = text.encode()
+    if text is not None and text.count(b"{") + text.count(b"[") < MAX_JSON_DEPTH:
+        return False
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, level = pending.pop()
@@ -102,7 +111,7 @@ def load_strict_json(body: bytes) -> Any:
         raise
     except ValueError as exc:  # not JSON, not UTF-8, an integer of over 4,300 digits
         raise NotJson("the body is not valid JSON") from exc
-    if too_deep(value):
+    if too_deep(value, body):
         raise JsonRefused(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     if _holds_surrogate(value):
         raise JsonRefused("a string in the body holds a lone surrogate")

@@ -7,6 +7,7 @@ file holding the same keys. One `Settings` object is built by `load_settings()` 
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,9 +73,10 @@ class ProviderSettings(BaseModel):
         """True once any credential is set (the provider is meant to be used)."""
         return bool(self.client_id) or any(v is not None for v in self.secrets().values())
 
-    @property
+    @cached_property
     def webhook_secrets(self) -> list[bytes]:
-        """The inbound signing secrets, newest first; several while rotating."""
+        """The inbound signing secrets, newest first; several while rotating (read once: settings
+        are not changed after they are loaded)."""
         return [s.encode() for s in split_csv(self.webhook_secret)]
 
 

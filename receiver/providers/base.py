@@ -220,7 +220,7 @@ def load_json_object(body: bytes) -> dict[str, Any]:
         raise ParseError("body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise ParseError("body is not a JSON object")
-    if too_deep(value):
+    if too_deep(value, body):
         raise ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
     return value
 
