@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 from sqlmodel import SQLModel
@@ -25,6 +25,7 @@ from receiver.store.models import (
     EventState,
     InboundEvent,
     ObservationRecord,
+    UserRecord,
     VerificationSession,
     table_of,
 )
@@ -94,6 +95,24 @@ class Session(RowModel):
     updated_at: Timestamp | None
     next_check_at: Timestamp | None
     overdue: bool
+
+
+UserStatus = Status | Literal["unknown"]
+"""A user's status; `unknown` when verihook has never seen the user."""
+
+
+class UserState(RowModel):
+    """A user's verification status and the deciding session."""
+
+    table: ClassVar[type[SQLModel] | None] = UserRecord
+
+    user_ref: str
+    status: UserStatus
+    decided_by: DecidedBy | None
+    provider: str | None
+    session_id: str | None
+    updated_at: Timestamp | None
+    verified_at: Timestamp | None
 
 
 class HistoryItem(RowModel):

@@ -6,15 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, RootModel
 
-from receiver.canonical import DecidedBy, Status
 from receiver.providers import REGISTRY
-from receiver.store.read_models import HistoryItem, RowModel, Session, Timestamp
+from receiver.store.read_models import HistoryItem, Session, UserState
 from reconciler.api.schemas.common import Ref, StrictBody, absent
 
 ProviderName: Any = Literal.__getitem__(tuple(sorted(REGISTRY)))
 """One of the providers verihook knows (receiver/providers REGISTRY)."""
-UserStatus = Status | Literal["unknown"]
-"""A user's status; `unknown` when verihook has never seen the user."""
 
 
 class SessionDetail(Session):
@@ -35,16 +32,9 @@ class SessionMade(RootModel[SessionCreated | Session]):
     """Created at the provider (`start_url`), or registered (the session)."""
 
 
-class User(RowModel):
+class User(UserState):
     """A user's verification status, the deciding session, and all the user's sessions."""
 
-    user_ref: str
-    status: UserStatus
-    decided_by: DecidedBy | None
-    provider: str | None
-    session_id: str | None
-    updated_at: Timestamp | None
-    verified_at: Timestamp | None
     sessions: list[Session]
 
     @classmethod
