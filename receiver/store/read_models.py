@@ -53,7 +53,8 @@ class RowModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     table: ClassVar[type[SQLModel] | None] = None
-    """The table model whose columns this model's own fields name (None: no check)."""
+    """The table model whose columns this model's fields are (None: no check, as for a model
+    of a join, or one that a subclass extends with more than the row)."""
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
