@@ -177,7 +177,7 @@ def explain_plans(services: Services) -> dict[str, str]:
         found = {}
         dialect = session.get_bind().dialect
         for name, query in (
-            ("lock_sessions", lock_query(refs, dialect.name)),
+            ("lock_sessions", lock_query(refs, dialect)),
             ("sessions_of_users", sessions_of_users(users)),
         ):
             compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})

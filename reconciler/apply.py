@@ -73,9 +73,8 @@ def claim_ready(session: Session, limit: int) -> list[int]:
         .where(col(OutboxEntry.available_at) <= utcnow())
         .order_by(col(OutboxEntry.event_id))
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
     return list(session.execute(query).scalars())
 
 

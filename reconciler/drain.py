@@ -353,7 +353,9 @@ def _apply_one_by_one(services: Services, ids: list[int], stats: DrainStats) -> 
 
 def claim_one(session: Session, event_id: int) -> bool:
     """Lock one event's outbox row if it is still there and not locked by another worker."""
-    query = select(col(OutboxEntry.event_id)).where(col(OutboxEntry.event_id) == event_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    query = (
+        select(col(OutboxEntry.event_id))
+        .where(col(OutboxEntry.event_id) == event_id)
+        .with_for_update(skip_locked=True)
+    )
     return session.execute(query).scalar_one_or_none() is not None

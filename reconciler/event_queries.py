@@ -22,6 +22,7 @@ from sqlmodel import Session, col
 from receiver.inputs import check_ref
 from receiver.settings import ProvidersSettings
 from receiver.store.models import EventState, InboundEvent, utcnow
+from receiver.store.read_models import Event
 
 PROVIDER_NAMES = tuple(ProvidersSettings.model_fields)
 """Every provider verihook knows (the registry's names, without importing the providers)."""
@@ -266,21 +267,4 @@ def iso_time(value: datetime | None) -> str | None:
 
 def event_json(event: InboundEvent) -> dict[str, Any]:
     """An event's metadata (no payload; the errors withhold provider values)."""
-    return {
-        "id": event.id,
-        "provider": event.provider,
-        "kind": event.kind,
-        "notification": event.notification,
-        "state": event.state,
-        "session_id": event.session_id,
-        "user_ref": event.user_ref,
-        "dedupe_key": event.dedupe_key,
-        "received_at": iso_time(event.received_at),
-        "updated_at": iso_time(event.updated_at),
-        "applied_at": iso_time(event.applied_at),
-        "attempts": event.attempts,
-        "last_error": event.last_error,
-        "parse_error": event.parse_error,
-        "key_id": event.key_id,
-        "purged_at": iso_time(event.purged_at),
-    }
+    return Event.from_row(event).answer()

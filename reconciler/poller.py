@@ -27,11 +27,12 @@ from receiver.providers.http import ProviderRejected, ProviderUnavailable
 from receiver.services import Services
 from receiver.store.db import transaction
 from receiver.store.event_batches import NewEvent, store_event
-from receiver.store.models import VerificationSession, utcnow
+from receiver.store.models import VerificationSession, table_of, utcnow
 from receiver.store.trace_models import POLLS_KEPT, SessionPoll
 from reconciler.planner import Action, Policy, SessionFacts, after_failure, after_poll, decide
 
 log = logging.getLogger(__name__)
+_SESSIONS = table_of(VerificationSession)
 
 
 SYNTHETIC_EXPIRY = "verihook_expired"
@@ -63,11 +64,10 @@ def due_sessions(services: Services, now: datetime, limit: int) -> list[Verifica
 
 def claim(services: Services, row: VerificationSession, now: datetime) -> bool:
     """Move the session's due time to a lease, if nobody else did: True when we own it."""
-    table = VerificationSession.__table__  # type: ignore[attr-defined]
     with transaction(services.engine) as session:
         result = session.connection().execute(
-            update(table)
-            .where(table.c.id == row.id, table.c.next_check_at == row.next_check_at)
+            update(_SESSIONS)
+            .where(_SESSIONS.c.id == row.id, _SESSIONS.c.next_check_at == row.next_check_at)
             .values(next_check_at=now + timedelta(seconds=services.settings.poll_lease_seconds))
         )
         return result.rowcount == 1
@@ -91,10 +91,9 @@ def _set(
 ) -> None:
     """Update the session; with `check` (outcome, time, event id) record it in the same
     transaction."""
-    table = VerificationSession.__table__  # type: ignore[attr-defined]
     with transaction(services.engine) as session:
         connection = session.connection()
-        connection.execute(update(table).where(table.c.id == row.id).values(**values))
+        connection.execute(update(_SESSIONS).where(_SESSIONS.c.id == row.id).values(**values))
         if check is not None and row.id is not None:
             record_check(connection, row.id, *check)
 
@@ -103,7 +102,7 @@ def record_check(
     connection: Connection, session_pk: int, outcome: str, at: datetime, event_id: int | None
 ) -> None:
     """Append a check to a session's recent checks, forgetting all but the newest POLLS_KEPT."""
-    polls = SessionPoll.__table__  # type: ignore[attr-defined]
+    polls = table_of(SessionPoll)
     connection.execute(
         insert(polls).values(
             session_pk=session_pk, polled_at=at, outcome=outcome[:32], event_id=event_id

@@ -79,9 +79,9 @@ def _best(records: Iterable[ObservationRecord]) -> ObservationRecord | None:
 
 def _remerge_batch(db: Session, ids: list[int], dry_run: bool, report: RemergeReport) -> set[str]:
     """Remerge the sessions `ids` (locked); return the user refs to refresh."""
-    query = select(VerificationSession).where(col(VerificationSession.id).in_(ids))
-    if db.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = (
+        select(VerificationSession).where(col(VerificationSession.id).in_(ids)).with_for_update()
+    )
     sessions = {s.id: s for s in db.execute(query).scalars()}
     observations: dict[int, list[ObservationRecord]] = {}
     for record in db.execute(

@@ -7,21 +7,23 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, and_, bindparam, func, or_, select, true, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlmodel import Session
 
+from receiver.store import dialects
 from receiver.store.events import fill_user_refs
-from receiver.store.models import VerificationSession, utcnow
+from receiver.store.models import VerificationSession, table_of, utcnow
 
 SessionKey = tuple[str, str]
-_TABLE = VerificationSession.__table__  # type: ignore[attr-defined]
+_TABLE = table_of(VerificationSession)
 
 
 @dataclass(slots=True)
 class SessionRow:
-    """A locked session as plain data; the apply path changes it, `write_sessions` saves it."""
+    """A locked session as plain data; the apply path changes it, `write_sessions` saves it.
+
+    The columns of the table model that the apply path reads, by the same names (a field that
+    is not a column fails at import); all but the identity (`_IDENTITY`) are written back."""
 
     id: int
     provider: str
@@ -42,21 +44,10 @@ class SessionRow:
     settled: bool
 
 
-_COLUMNS = [f.name for f in fields(SessionRow)]
-_WRITABLE = (
-    "user_ref",
-    "status",
-    "decided_by",
-    "status_observed_at",
-    "current_observation_key",
-    "last_event_id",
-    "last_source",
-    "last_reason",
-    "updated_at",
-    "next_check_at",
-    "overdue",
-    "settled",
-)
+_SELECTED = [_TABLE.c[f.name] for f in fields(SessionRow)]
+_IDENTITY = ("id", "provider", "session_id", "created_at")
+"""What names a session: never changed by the apply path."""
+_WRITABLE = tuple(c.name for c in _SELECTED if c.name not in _IDENTITY)
 _WRITE = (
     update(_TABLE)
     .where(_TABLE.c.id == bindparam("_id"))
@@ -80,35 +71,23 @@ def lock_sessions(
 
     On PostgreSQL a session locked by another worker's batch is skipped (SKIP LOCKED), not waited
     for: the caller leaves its events for the next batch. Rows are locked in (provider,
-    session_id) order.
+    session_id) order. A new session's other columns take the table model's defaults.
     """
     if not refs:
         return {}
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
     now = utcnow()
-    table = VerificationSession.__table__  # type: ignore[attr-defined]
     rows = [
-        {
-            "provider": p,
-            "session_id": s,
-            "user_ref": u,
-            "status": "pending",
-            "decided_by": "auto",
-            "created_at": now,
-            "updated_at": now,
-            "poll_attempts": 0,
-            "overdue": False,
-            "settled": False,
-        }
+        {"provider": p, "session_id": s, "user_ref": u, "created_at": now, "updated_at": now}
         for (p, s), u in sorted(refs.items())
     ]
     session.connection().execute(
-        module.insert(table).on_conflict_do_nothing(index_elements=["provider", "session_id"]), rows
+        dialects.insert(session, _TABLE).on_conflict_do_nothing(
+            index_elements=["provider", "session_id"]
+        ),
+        rows,
     )
-    query = lock_query(refs, dialect)
     found = {}
-    for values in session.connection().execute(query):
+    for values in session.connection().execute(lock_query(refs, session)):
         row = SessionRow(*values)
         found[(row.provider, row.session_id)] = row
     learned = {}
@@ -120,47 +99,19 @@ def lock_sessions(
     return found
 
 
-def _keys_match(refs: Iterable[SessionKey], dialect: str) -> tuple[Any, Any]:
-    """(FROM clause, WHERE clause) selecting the sessions with these keys, in a shape whose plan
-    does not depend on column statistics (a new table has none until it is analyzed, and a
-    filter on the provider alone would then read every session of the provider).
-
-    PostgreSQL: a join with the keys unnested from two arrays: one statement text whatever the
-    count, probed through the unique index (nested loop) or hashed against a table small enough
-    to scan, by the table's size, which the planner knows without statistics. (`(provider,
-    session_id) IN ((…), …)` plans as an OR of one index probe per key: 40 ms of planning for
-    200 keys.) SQLite: `(provider, session_id) IN (VALUES …)`, one probe of the unique index per
-    key."""
-    pairs = sorted(set(refs))
-    if dialect != "postgresql":
-        return _TABLE, tuple_(_TABLE.c.provider, _TABLE.c.session_id).in_(pairs)
-    keys = (
-        func.unnest(
-            bindparam("key_providers", [p for p, _ in pairs], type_=ARRAY(String)),
-            bindparam("key_sessions", [s for _, s in pairs], type_=ARRAY(String)),
-        )
-        .table_valued("provider", "session_id")
-        .render_derived(name="wanted")
-    )
-    joined = _TABLE.join(
-        keys,
-        and_(_TABLE.c.provider == keys.c.provider, _TABLE.c.session_id == keys.c.session_id),
-    )
-    return joined, true()
+_KEY = ("provider", "session_id")
 
 
-def lock_query(refs: Iterable[SessionKey], dialect: str) -> Select:  # type: ignore[type-arg]
-    """The select that locks these sessions (free ones only on PostgreSQL), in key order."""
-    source, condition = _keys_match(refs, dialect)
-    query = (
-        select(*[_TABLE.c[name] for name in _COLUMNS])
+def lock_query(refs: Iterable[SessionKey], bind: dialects.Bind) -> Select[Any]:
+    """The select that locks these sessions (free ones only), in key order."""
+    source, condition = dialects.pairs_match(bind, _TABLE, _KEY, refs)
+    return (
+        select(*_SELECTED)
         .select_from(source)
         .where(condition)
         .order_by(_TABLE.c.provider, _TABLE.c.session_id)
+        .with_for_update(skip_locked=True, of=_TABLE)
     )
-    if dialect == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=_TABLE)
-    return query
 
 
 def existing_sessions(session: Session, keys: Iterable[SessionKey]) -> set[SessionKey]:
@@ -168,7 +119,7 @@ def existing_sessions(session: Session, keys: Iterable[SessionKey]) -> set[Sessi
     wanted = set(keys)
     if not wanted:
         return set()
-    source, condition = _keys_match(wanted, session.get_bind().dialect.name)
+    source, condition = dialects.pairs_match(session, _TABLE, _KEY, wanted)
     query = select(_TABLE.c.provider, _TABLE.c.session_id).select_from(source).where(condition)
     return {(p, s) for p, s in session.connection().execute(query)}
 
@@ -195,9 +146,8 @@ def hurry_recent_sessions(session: Session, provider: str) -> int:
         )
         .order_by(_TABLE.c.created_at.desc())
         .limit(RECENT_LIMIT)
+        .with_for_update(skip_locked=True)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
     ids = list(session.connection().execute(query).scalars())
     if ids:
         session.connection().execute(

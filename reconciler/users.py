@@ -8,12 +8,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Select, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from receiver.canonical import DecidedBy, Status, utc
+from receiver.store import dialects
 from receiver.store.ledger_models import Notification
-from receiver.store.models import UserRecord, VerificationSession, utcnow
+from receiver.store.models import UserRecord, VerificationSession, table_of, utcnow
 from reconciler.audit.chain import AuditDraft
 from reconciler.ordering import SessionStatus, user_status
 
@@ -105,9 +105,9 @@ def refresh_users(
     return drafts
 
 
-_SESSIONS = VerificationSession.__table__  # type: ignore[attr-defined]
-_USERS = UserRecord.__table__  # type: ignore[attr-defined]
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+_SESSIONS = table_of(VerificationSession)
+_USERS = table_of(UserRecord)
+_NOTIFICATIONS = table_of(Notification)
 _USER_FIELDS = ("status", "decided_by", "provider", "session_id", "verified_at", "updated_at")
 _WRITE_USER = (
     update(_USERS)
@@ -125,8 +125,6 @@ def _lock_users(
     session: Session, refs: list[str]
 ) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """Insert missing user rows, then lock all of them in order; also return the new ones."""
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
     conn = session.connection()
     now = utcnow()
     existing = set(
@@ -135,15 +133,15 @@ def _lock_users(
     created = set(refs) - existing
     if created:
         conn.execute(
-            module.insert(_USERS).on_conflict_do_nothing(index_elements=["user_ref"]),
-            [
-                {"user_ref": ref, "status": "pending", "decided_by": "auto", "updated_at": now}
-                for ref in sorted(created)
-            ],
+            dialects.insert(conn, _USERS).on_conflict_do_nothing(index_elements=["user_ref"]),
+            [{"user_ref": ref, "updated_at": now} for ref in sorted(created)],  # model defaults
         )
-    query = select(_USERS).where(_USERS.c.user_ref.in_(refs)).order_by(_USERS.c.user_ref)
-    if dialect == "postgresql":
-        query = query.with_for_update()
+    query = (
+        select(_USERS)
+        .where(_USERS.c.user_ref.in_(refs))
+        .order_by(_USERS.c.user_ref)
+        .with_for_update()
+    )
     return {r.user_ref: dict(r._mapping) for r in conn.execute(query)}, created
 
 

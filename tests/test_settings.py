@@ -284,7 +284,7 @@ def test_development_generates_a_key_under_var_dir_and_reuses_it(tmp_path: Path,
 
 def test_configured_keys_need_no_key_file(tmp_path: Path) -> None:
     keyring = load_keyring(Settings(var_dir=tmp_path, encryption_keys=GOOD_KEYS))
-    assert keyring.key_ids == ["prod1"]
+    assert keyring.current_key_id == "prod1"
     assert not (tmp_path / DEV_KEY_FILE).exists()
 
 

@@ -65,11 +65,6 @@ class Keyring:
             keys.append((key_id, key))
         return cls(keys)
 
-    @property
-    def key_ids(self) -> list[str]:
-        """Every key id this keyring can decrypt with."""
-        return list(self._keys)
-
     def seal(self, plaintext: bytes, *, aad: bytes) -> Sealed:
         """Encrypt with the current key; `aad` binds the ciphertext to its row."""
         nonce = os.urandom(NONCE_BYTES)

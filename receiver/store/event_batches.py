@@ -22,8 +22,9 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Session
 
 from receiver.store.crypto import Keyring
+from receiver.store.dialects import is_postgresql
 from receiver.store.events import payload_aad
-from receiver.store.models import EventState, InboundEvent, utcnow
+from receiver.store.models import EventState, InboundEvent, table_of, utcnow
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def write_events(
     times = Counter(row.key for row in rows)
     cursor = connection.cursor()
     try:
-        if dialect.name == "postgresql":
+        if is_postgresql(dialect):
             created = _insert_postgres(cursor, unique)
         else:
             created = _insert_sqlite(cursor, unique, _sqlite_datetime(dialect))
@@ -249,7 +250,7 @@ def _count_repeats(
     cursor: Any, repeats: dict[tuple[str, str], int], dialect: Dialect
 ) -> dict[tuple[str, str], int]:
     """The ids of events delivered again, by (provider, dedupe key), their repeats counted."""
-    if dialect.name == "postgresql":
+    if is_postgresql(dialect):
         keys = list(repeats)
         cursor.execute(
             _POSTGRES_REPEATED,
@@ -272,7 +273,12 @@ def _count_repeats(
 
 @functools.cache
 def _sqlite_datetime(dialect: Dialect) -> Callable[[datetime], str]:
-    """How the models' UTC datetime columns store a value in SQLite (SQLAlchemy's own format)."""
-    column = InboundEvent.__table__.c.received_at  # type: ignore[attr-defined]
-    process: Callable[[datetime], str] = column.type._cached_bind_processor(dialect)
+    """How the models' UTC datetime columns store a value in SQLite (SQLAlchemy's own format):
+    the column type's bind processor for this dialect, looked up once."""
+    column_type = table_of(InboundEvent).c.received_at.type
+    process: Callable[[datetime], str] | None = column_type.dialect_impl(dialect).bind_processor(
+        dialect
+    )
+    if process is None:
+        raise TypeError(f"{column_type!r} stores datetimes as they are on {dialect.name}")
     return process

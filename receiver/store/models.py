@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Table, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    Table,
+    UniqueConstraint,
+    inspect,
+)
 from sqlmodel import Field, SQLModel
 
 BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -17,8 +26,11 @@ BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def table_of(model: type[SQLModel]) -> Table:
-    """A table model's Table (its `__table__`, which SQLModel does not declare to type checkers)."""
-    table: Table = model.__table__  # type: ignore[attr-defined]  # set by the declarative mapping
+    """A table model's Table (its `__table__`, which SQLModel does not declare to type checkers),
+    through the mapper's public inspection API."""
+    table = inspect(model).local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
     return table
 
 
@@ -112,8 +124,6 @@ class VerificationSession(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     state_digest: str | None = Field(default=None, max_length=64)
     next_check_at: datetime | None = None
-    deadline_at: datetime | None = None
-    expires_at: datetime | None = None
     last_polled_at: datetime | None = None
     poll_attempts: int = 0
     overdue: bool = False

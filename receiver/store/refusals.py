@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import BigInteger, Column, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col
 
+from receiver.store import dialects
 from receiver.store.models import table_of
 
 REFUSAL_BUCKET_SECONDS = 600
@@ -72,9 +72,8 @@ def add_refusals(session: Session, counted: Iterable[Refusals]) -> None:
     ]
     if not rows:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     table = table_of(RefusalCount)
-    stmt = dialect.insert(table)
+    stmt = dialects.insert(session, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["provider", "reason", "bucket_start"],
         set_={"count": table.c["count"] + stmt.excluded["count"], "last_at": stmt.excluded.last_at},

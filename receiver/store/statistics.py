@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from receiver.store.dialects import is_postgresql
+
 log = logging.getLogger(__name__)
 
 MIN_CHANGES = 1_000
@@ -82,7 +84,7 @@ class StatisticsKeeper:
 
         Cheap when it is not time to look yet; any database error is logged and swallowed (the
         caller's work goes on with the statistics it has)."""
-        if self.engine.dialect.name != "postgresql":
+        if not is_postgresql(self.engine):
             return []
         now = time.monotonic()
         if (not force_check and now < self._next_check) or not self._lock.acquire(blocking=False):

@@ -40,22 +40,5 @@ def forget(user_ref: str, json: ForgetRequest) -> ViewResult:
     sessions = sessions_of(services, user_ref) if json.at_provider else []
     stats = forget_user(services, user_ref, actor=g.principal.name)
     outcomes = erase_at_providers(services, sessions)
-    return jsonify(
-        {
-            "user_ref": stats.user_ref_digest,
-            "events": stats.events,
-            "observations": stats.observations,
-            "sessions": stats.sessions,
-            "notifications": stats.notifications,
-            "audit_entries": stats.audit_entries,
-            "at_provider": [
-                {
-                    "provider": o.provider,
-                    "session_id": o.session_id,
-                    "outcome": o.outcome,
-                    "detail": o.detail,
-                }
-                for o in outcomes
-            ],
-        }
-    )
+    erased = Erasure.from_row(stats, user_ref=stats.user_ref_digest, at_provider=outcomes)
+    return jsonify(erased.answer())

@@ -13,51 +13,25 @@ from receiver.services import get_services
 from receiver.store.db import transaction
 from receiver.store.events import fill_user_refs
 from receiver.store.models import ObservationRecord, UserRecord, VerificationSession, utcnow
+from receiver.store.read_models import HistoryItem, Session
 from receiver.store.sessions import session_row
 from reconciler.api.auth import require_role
 from reconciler.api.schemas.common import Error
-from reconciler.api.schemas.sessions import NewSession, Session, SessionDetail, SessionMade, User
+from reconciler.api.schemas.sessions import NewSession, SessionDetail, SessionMade, User
 from reconciler.api.spec import answers, bearer, spec
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 READERS = ("backend", "operator", "auditor")
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def session_json(row: VerificationSession) -> dict[str, Any]:
     """A session as the API shows it."""
-    return {
-        "provider": row.provider,
-        "session_id": row.session_id,
-        "user_ref": row.user_ref,
-        "status": row.status,
-        "decided_by": row.decided_by,
-        "status_observed_at": _iso(row.status_observed_at),
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
-        "next_check_at": _iso(row.next_check_at),
-        "overdue": row.overdue,
-    }
+    return Session.from_row(row).answer()
 
 
 def history_json(row: ObservationRecord) -> dict[str, Any]:
     """One observation of a session's history (no PII: details stay encrypted)."""
-    import json
-
-    return {
-        "status": row.status,
-        "decided_by": row.decided_by,
-        "occurred_at": _iso(row.occurred_at),
-        "source": row.source,
-        "provider_status": row.provider_status,
-        "reasons": json.loads(row.reasons),
-        "event_id": row.event_id,
-        "disposition": row.disposition,
-        "recorded_at": _iso(row.recorded_at),
-    }
+    return HistoryItem.from_row(row).answer()
 
 
 @bp.get("/users/<ref:user_ref>")
@@ -87,29 +61,8 @@ def get_user(user_ref: str) -> ViewResult:
             ).scalars()
         )
     if record is None:
-        body = {
-            "user_ref": user_ref,
-            "status": "unknown",
-            "decided_by": None,
-            "provider": None,
-            "session_id": None,
-            "updated_at": None,
-            "verified_at": None,
-            "sessions": [session_json(s) for s in sessions],
-        }
-        return jsonify(body), 404
-    return jsonify(
-        {
-            "user_ref": record.user_ref,
-            "status": record.status,
-            "decided_by": record.decided_by,
-            "provider": record.provider,
-            "session_id": record.session_id,
-            "updated_at": _iso(record.updated_at),
-            "verified_at": _iso(record.verified_at),
-            "sessions": [session_json(s) for s in sessions],
-        }
-    )
+        return jsonify(User.unknown(user_ref, sessions).answer()), 404
+    return jsonify(User.from_row(record, sessions=sessions).answer())
 
 
 @bp.get("/sessions/<provider>/<ref:session_id>")
@@ -140,7 +93,7 @@ def get_session(provider: str, session_id: str) -> ViewResult:
                 .order_by(col(ObservationRecord.occurred_at), col(ObservationRecord.id))
             ).scalars()
         )
-    return jsonify({**session_json(row), "history": [history_json(h) for h in history]})
+    return jsonify(SessionDetail.from_row(row, history=history).answer())
 
 
 def _bad(message: str, status: int = 400) -> ViewResult:

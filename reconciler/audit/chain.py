@@ -10,10 +10,10 @@ from datetime import datetime
 from types import SimpleNamespace
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from receiver.canonical import utc
+from receiver.store import dialects
 from receiver.store.ledger_models import AuditEntry, AuditHead
 from receiver.store.models import table_of, utcnow
 
@@ -75,17 +75,13 @@ _ENTRY_COLUMNS = [c for c in AuditEntry.model_fields if c != "id"]
 
 def _lock_head(session: Session) -> tuple[int, str]:
     """Lock the chain head (creating it on first use); return its seq and hash."""
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
     conn = session.connection()
     conn.execute(
-        module.insert(_HEAD)
+        dialects.insert(conn, _HEAD)
         .values(id=1, seq=0, entry_hash=GENESIS_HASH)
         .on_conflict_do_nothing(index_elements=["id"])
     )
-    query = select(_HEAD.c.seq, _HEAD.c.entry_hash).where(_HEAD.c.id == 1)
-    if dialect == "postgresql":
-        query = query.with_for_update()
+    query = select(_HEAD.c.seq, _HEAD.c.entry_hash).where(_HEAD.c.id == 1).with_for_update()
     seq, head_hash = conn.execute(query).one()
     return seq, head_hash
 

@@ -29,6 +29,7 @@ from sqlmodel import Session
 
 from receiver import inputs
 from receiver.canonical import utc
+from receiver.store import dialects
 from receiver.store.db import transaction
 from receiver.store.ledger_models import AuditEntry, AuditHead
 from receiver.store.models import table_of
@@ -330,10 +331,7 @@ def verify_stored_chain(engine: Engine, batch: int = 1000) -> ChainReport:
     On PostgreSQL the walk runs in REPEATABLE READ, so an append committed while it runs cannot
     look like a head that is further on than the entries.
     """
-    bind = engine
-    if engine.dialect.name == "postgresql":
-        bind = engine.execution_options(isolation_level="REPEATABLE READ")
-    with transaction(bind) as session:
+    with transaction(dialects.snapshot(engine)) as session:
         return verify_chain(session, batch)
 
 

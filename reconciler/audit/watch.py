@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from receiver.metrics import AUDIT_VERIFY_ENTRIES, AUDIT_VERIFY_FAILURE, AUDIT_VERIFY_SUCCESS
+from receiver.store import dialects
 from reconciler.audit.chain import ChainReport, verify_chain
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,7 @@ log = logging.getLogger(__name__)
 def snapshot_session(engine: Engine) -> Session:
     """A session that reads one snapshot: the head row and the entries agree while appends go on
     (PostgreSQL: REPEATABLE READ; SQLite's transactions are snapshots already)."""
-    if engine.dialect.name == "postgresql":
-        engine = engine.execution_options(isolation_level="REPEATABLE READ")
-    return Session(engine)
+    return Session(dialects.snapshot(engine))
 
 
 @dataclass

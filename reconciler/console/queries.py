@@ -1,6 +1,6 @@
 """What the console reads that no shared query function gives yet: the overview's numbers (read
 by the same DatabaseCollector that serves /metrics), the scheduler leader, a user's sessions with
-their history (formatted by the API's own `session_json` / `history_json`)."""
+their history (the API's own answer, `SessionDetail`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from receiver.metrics import DatabaseCollector
 from receiver.services import Services
 from receiver.store.db import transaction
 from receiver.store.models import EventState, ObservationRecord, UserRecord, VerificationSession
-from reconciler.api.views import history_json, session_json
+from receiver.store.read_models import UserState
+from reconciler.api.schemas.sessions import SessionDetail
 from reconciler.leader import LEADER_KEY
 
 
@@ -78,7 +79,7 @@ def scheduler_leader(services: Services) -> Leader:
 class Timeline:
     """A user's record and sessions, each session with its history (oldest first)."""
 
-    user: dict[str, Any] | None
+    user: UserState | None
     sessions: list[dict[str, Any]]
 
 
@@ -93,26 +94,18 @@ def user_timeline(services: Services, user_ref: str) -> Timeline:
                 .order_by(col(VerificationSession.created_at), col(VerificationSession.id))
             ).scalars()
         )
-        history: dict[int, list[dict[str, Any]]] = {row.id: [] for row in rows if row.id}
+        history: dict[int, list[ObservationRecord]] = {row.id: [] for row in rows if row.id}
         if history:
             for observation in session.execute(
                 select(ObservationRecord)
                 .where(col(ObservationRecord.session_pk).in_(sorted(history)))
                 .order_by(col(ObservationRecord.occurred_at), col(ObservationRecord.id))
             ).scalars():
-                history[observation.session_pk].append(history_json(observation))
-    user = None
-    if record is not None:
-        user = {
-            "user_ref": record.user_ref,
-            "status": record.status,
-            "decided_by": record.decided_by,
-            "provider": record.provider,
-            "session_id": record.session_id,
-            "verified_at": record.verified_at,
-            "updated_at": record.updated_at,
-        }
+                history[observation.session_pk].append(observation)
     return Timeline(
-        user=user,
-        sessions=[{**session_json(row), "history": history.get(row.id or 0, [])} for row in rows],
+        user=UserState.from_row(record) if record is not None else None,
+        sessions=[
+            SessionDetail.from_row(row, history=history.get(row.id or 0, [])).answer()
+            for row in rows
+        ],
     )

@@ -3,22 +3,30 @@ resulted in, how often the provider delivered it), what needs attention (failed 
 events, overdue sessions), one session with its history and recent checks, and the refused
 deliveries by provider and reason.
 
-Formatting follows the API's (`session_json`, `history_json`, `event_json`).
+Formatting follows the API's (its read models, receiver/store/read_models.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import defer
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from receiver.canonical import Status, utc
 from receiver.store.db import transaction
-from receiver.store.models import EventState, InboundEvent, ObservationRecord, utcnow
+from receiver.store.models import (
+    EventState,
+    InboundEvent,
+    ObservationRecord,
+    VerificationSession,
+    utcnow,
+)
+from receiver.store.read_models import Session as ReadSession
+from receiver.store.read_models import Timestamp
 from receiver.store.refusals import refusals_since
 from receiver.store.sessions import session_row
 from receiver.store.trace_models import DeliveryCount, SessionPoll
@@ -124,6 +132,16 @@ def count_overdue(engine: Engine) -> int:
         )
 
 
+class OnCallSession(ReadSession):
+    """A session as its console page shows it: the API's answer and the scheduler's columns."""
+
+    table: ClassVar[type[SQLModel] | None] = VerificationSession
+
+    settled: bool
+    poll_attempts: int
+    last_polled_at: Timestamp | None
+
+
 def session_detail(
     engine: Engine, provider: str, session_id: str, policy: Policy | None
 ) -> dict[str, Any] | None:
@@ -150,10 +168,7 @@ def session_detail(
             ).scalars()
         ]
     shown = {
-        **session_json(row),
-        "settled": row.settled,
-        "poll_attempts": row.poll_attempts,
-        "last_polled_at": iso_time(row.last_polled_at),
+        **OnCallSession.from_row(row).answer(),
         "history": history,
         "polls": polls,
         "mode": policy.mode.value if policy else None,

@@ -89,10 +89,11 @@ def create_replay(services: Services, flt: EventFilter, *, actor_name: str) -> R
 def lock_replay(session: Session, replay_id: int) -> Replay:
     """A replay row, locked (FOR UPDATE on PostgreSQL) in the caller's transaction; NotFound."""
     query = (
-        select(Replay).where(col(Replay.id) == replay_id).execution_options(populate_existing=True)
+        select(Replay)
+        .where(col(Replay.id) == replay_id)
+        .execution_options(populate_existing=True)
+        .with_for_update()
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
     row: Replay | None = session.execute(query).scalar_one_or_none()
     if row is None:
         raise NotFound(f"no replay {replay_id}")

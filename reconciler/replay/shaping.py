@@ -16,6 +16,7 @@ from receiver.services import Services
 from receiver.store.db import transaction
 from receiver.store.events import open_payload
 from receiver.store.models import InboundEvent, ObservationRecord, VerificationSession
+from receiver.store.read_models import EventObservation
 from receiver.store.replay_models import Replay, ReplayState
 from reconciler.audit.chain import append_audit
 from reconciler.event_queries import NotFound, event_json, iso_time
@@ -50,16 +51,9 @@ def _delivery_json(event: InboundEvent, services: Services, *, redacted: bool) -
 
 
 def _observation_json(row: ObservationRecord, session_row: VerificationSession) -> dict[str, Any]:
-    return {
-        "provider": session_row.provider,
-        "session_id": session_row.session_id,
-        "status": row.status,
-        "decided_by": row.decided_by,
-        "occurred_at": iso_time(row.occurred_at),
-        "source": row.source,
-        "provider_status": row.provider_status,
-        "disposition": row.disposition,
-    }
+    return EventObservation.from_row(
+        row, provider=session_row.provider, session_id=session_row.session_id
+    ).answer()
 
 
 def show_event(

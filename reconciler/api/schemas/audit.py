@@ -8,8 +8,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field
 
 from receiver.canonical import DecidedBy
+from receiver.store.read_models import UserStatus
 from reconciler.api.schemas.common import DomainChecked, Instant, Ref, absent
-from reconciler.api.schemas.sessions import UserStatus
 from reconciler.audit import queries as aq
 
 Format: Any = Literal.__getitem__(aq.FORMATS)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from receiver.store.read_models import RowModel
 from reconciler.api.schemas.common import Bool, StrictBody, StrictTrue
 
 
@@ -16,7 +17,7 @@ class ForgetRequest(StrictBody):
     at_provider: Bool = Field(False, description="ask providers with a deletion endpoint too")
 
 
-class ProviderErasure(BaseModel):
+class ProviderErasure(RowModel):
     """What a provider answered for one session (reconciler/provider_erasure.py)."""
 
     provider: str
@@ -25,7 +26,7 @@ class ProviderErasure(BaseModel):
     detail: str | None
 
 
-class Erasure(BaseModel):
+class Erasure(RowModel):
     """What was erased."""
 
     user_ref: str = Field(description="the pseudonym the sessions now carry")

@@ -8,7 +8,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from receiver.canonical import DecidedBy, Source, Status
-from receiver.store.models import Disposition, EventState
+from receiver.store.models import EventState
+from receiver.store.read_models import Event, EventObservation
 from receiver.store.replay_models import ReplayState
 from reconciler.api.schemas.common import Bool, DomainChecked, Ref, StrictBody, Text, absent
 from reconciler.event_queries import (
@@ -91,27 +92,6 @@ class ReplayRequest(StrictBody):
     dry_run: Bool = Field(True, description="false: store and queue the replay")
 
 
-class Event(BaseModel):
-    """A stored event's metadata (no payload; errors withhold provider values)."""
-
-    id: int
-    provider: str
-    kind: str
-    notification: str | None
-    state: EventState
-    session_id: str | None
-    user_ref: str | None
-    dedupe_key: str
-    received_at: datetime
-    updated_at: datetime
-    applied_at: datetime | None
-    attempts: int
-    last_error: str | None
-    parse_error: str | None
-    key_id: str | None
-    purged_at: datetime | None
-
-
 class EventPage(BaseModel):
     """A page of events, newest first."""
 
@@ -137,19 +117,6 @@ class Delivery(BaseModel):
     headers: list[list[str]] | None = Field(None, description="operators: [name, value]")
     query: list[list[str]] | None = Field(None, description="operators: [name, value]")
     body: str | None = Field(None, description="operators")
-
-
-class EventObservation(BaseModel):
-    """An observation the event produced."""
-
-    provider: str
-    session_id: str
-    status: Status
-    decided_by: DecidedBy
-    occurred_at: datetime | None
-    source: Source
-    provider_status: str | None
-    disposition: Disposition
 
 
 class EventDetail(Event):

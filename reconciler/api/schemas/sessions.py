@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, RootModel
 
-from receiver.canonical import DecidedBy, Source, Status
 from receiver.providers import REGISTRY
-from receiver.store.models import Disposition
+from receiver.store.read_models import HistoryItem, Session, UserState
 from reconciler.api.schemas.common import Ref, StrictBody, absent
 
 ProviderName: Any = Literal.__getitem__(tuple(sorted(REGISTRY)))
 """One of the providers verihook knows (receiver/providers REGISTRY)."""
-UserStatus = Status | Literal["unknown"]
-"""A user's status; `unknown` when verihook has never seen the user."""
-
-
-class Session(BaseModel):
-    """A verification session as the API shows it."""
-
-    provider: str
-    session_id: str
-    user_ref: str | None
-    status: Status
-    decided_by: DecidedBy | None
-    status_observed_at: datetime | None
-    created_at: datetime | None
-    updated_at: datetime | None
-    next_check_at: datetime | None
-    overdue: bool
-
-
-class HistoryItem(BaseModel):
-    """One observation of a session (no PII: details stay encrypted)."""
-
-    status: Status
-    decided_by: DecidedBy
-    occurred_at: datetime | None
-    source: Source
-    provider_status: str | None
-    reasons: list[str]
-    event_id: int | None
-    disposition: Disposition
-    recorded_at: datetime | None
 
 
 class SessionDetail(Session):
@@ -65,17 +32,22 @@ class SessionMade(RootModel[SessionCreated | Session]):
     """Created at the provider (`start_url`), or registered (the session)."""
 
 
-class User(BaseModel):
+class User(UserState):
     """A user's verification status, the deciding session, and all the user's sessions."""
 
-    user_ref: str
-    status: UserStatus
-    decided_by: DecidedBy | None
-    provider: str | None
-    session_id: str | None
-    updated_at: datetime | None
-    verified_at: datetime | None
     sessions: list[Session]
+
+    @classmethod
+    def unknown(cls, user_ref: str, sessions: list[Any]) -> User:
+        """A user never seen (status `unknown`), with the sessions registered to them."""
+        return cls.model_validate(
+            {
+                **dict.fromkeys(cls.model_fields),
+                "user_ref": user_ref,
+                "status": "unknown",
+                "sessions": sessions,
+            }
+        )
 
 
 class NewSession(StrictBody):
