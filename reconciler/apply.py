@@ -122,9 +122,12 @@ def apply_parsed(
         if parsed.session_id is not None:
             refs.setdefault((event.provider, parsed.session_id), parsed.user_ref)
     rows = lock_sessions(session, refs)
+    hurried: set[int] = set()
     for provider in sorted({e.provider for e, p in parsed_events.values() if p.poll_recent}):
-        hurry_recent_sessions(session, provider)
+        hurried |= hurry_recent_sessions(session, provider)
     work = {key: _SessionWork(row, (row.status, row.decided_by)) for key, row in rows.items()}
+    for item in work.values():
+        item.poll_now = item.row.id in hurried  # else saving the locked row would undo it
     for event_id, (event, parsed) in list(parsed_events.items()):
         if parsed.session_id is not None and (event.provider, parsed.session_id) not in rows:
             result.deferred.append(event_id)  # another worker holds its session: next batch

@@ -130,8 +130,9 @@ RECENT_LIMIT = 10
 within the window (the newest first), so a stranger's redirects cannot make polls without end."""
 
 
-def hurry_recent_sessions(session: Session, provider: str) -> int:
-    """Make the provider's recently started, unsettled sessions due now; return how many.
+def hurry_recent_sessions(session: Session, provider: str) -> set[int]:
+    """Make the provider's recently started, unsettled sessions due now; return their ids
+    (the caller's own locked rows among them must be made due too, or saving them undoes it).
 
     Sessions another worker holds are skipped (never waited for: this runs while the caller
     holds its own batch's sessions)."""
@@ -153,4 +154,4 @@ def hurry_recent_sessions(session: Session, provider: str) -> int:
         session.connection().execute(
             update(_TABLE).where(_TABLE.c.id.in_(ids)).values(next_check_at=now)
         )
-    return len(ids)
+    return set(ids)

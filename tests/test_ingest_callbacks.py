@@ -292,6 +292,25 @@ def test_nevis_redirect_naming_no_session_polls_recent_sessions_early(client, en
     assert not due_now(nevis_row(engine, "999999999"))
 
 
+def test_a_hurried_session_in_the_same_batch_stays_due(client, engine, services):  # type: ignore[no-untyped-def]
+    """Was: a recent session with an event of its own in the redirect's batch was made due by
+    the redirect, then saved with the next check its own event planned (an hour away)."""
+    import json
+
+    from reconciler.drain import drain_ready_events
+    from reconciler.poller import store_poll_answer
+
+    nevis_session(engine, "100000001")
+    answer = json.dumps({"status": "in_progress"}).encode()
+    store_poll_answer(services, services.providers["nevis"], "100000001", answer, datetime.now(UTC))
+    assert client.get("/callbacks/nevis").status_code == 302
+    assert len(outbox_ids(engine)) == 2
+    drain_ready_events(services)  # both events in one batch
+    row = nevis_row(engine, "100000001")
+    assert row is not None and row.status == "processing"
+    assert due_now(row)
+
+
 def test_padded_redirects_store_small_bounded_records(client, engine):  # type: ignore[no-untyped-def]
     """A stranger's redirect with 90 padded headers and a long query stores a small record."""
     from sqlalchemy import func
