@@ -18,7 +18,7 @@ class ForgetRequest(StrictBody):
 
 
 class ProviderErasure(RowModel):
-    """What a provider answered for one session (reconciler/provider_erasure.py)."""
+    """What a provider answered for one session (reconciler/privacy/at_providers.py)."""
 
     provider: str
     session_id: str
