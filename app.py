@@ -97,12 +97,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from receiver.logs import configure_logging
     from receiver.services import Services, init_app
     from receiver.settings import load_settings
-    from reconciler import console
-    from reconciler.api import audit as api_audit
-    from reconciler.api import erasure as api_erasure
-    from reconciler.api import events as api_events
-    from reconciler.api import openapi as api_openapi
-    from reconciler.api import views as api_views
+    from reconciler import api, console
 
     settings = settings or (services.settings if services else load_settings())
     configure_logging(settings.log_level)
@@ -112,11 +107,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     init_app(flask_app, services)
     requests.init_app(flask_app)
     webhooks.init_app(flask_app, services)
-    flask_app.register_blueprint(api_views.bp)
-    flask_app.register_blueprint(api_audit.bp)
-    flask_app.register_blueprint(api_events.bp)
-    flask_app.register_blueprint(api_erasure.bp)
-    flask_app.register_blueprint(api_openapi.bp)
+    api.init_app(flask_app)
     flask_app.register_blueprint(health.bp)
     console.init_app(flask_app)
     _register_error_handlers(flask_app)

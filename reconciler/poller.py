@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import col
 
-from receiver.canonical import Source, Status, utc
+from receiver.canonical import SYNTHETIC_EXPIRY, Source, Status, utc
 from receiver.exceptions import ParseError
 from receiver.logs import crash_site
 from receiver.providers.base import Delivery, Parsed, Provider, content_digest
@@ -32,10 +32,6 @@ from receiver.store.trace_models import POLLS_KEPT, SessionPoll
 from reconciler.planner import Action, Policy, SessionFacts, after_failure, after_poll, decide
 
 log = logging.getLogger(__name__)
-
-
-SYNTHETIC_EXPIRY = "verihook_expired"
-"""Query marker of the synthetic event that expires a poll-only session past its TTL."""
 
 
 @dataclass(frozen=True)
@@ -267,20 +263,4 @@ def _poll(
     return PollOutcome(row.provider, row.session_id, "changed" if new else "unchanged", 1)
 
 
-def expiry_observation(provider: str, session_id: str, received_at: datetime) -> Parsed:
-    """The synthetic observation that ends a poll-only session past its TTL."""
-    from receiver.canonical import Observation
-
-    obs = Observation(
-        provider=provider,
-        session_id=session_id,
-        status=Status.EXPIRED,
-        occurred_at=received_at,
-        source=Source.POLL,
-        provider_status="ttl_expired",
-        reasons=("ttl_expired",),
-    )
-    return Parsed(session_id=session_id, user_ref=None, observations=(obs,))
-
-
-__all__ = ["PollOutcome", "claim", "due_sessions", "reconcile", "expiry_observation", "utcnow"]
+__all__ = ["PollOutcome", "claim", "due_sessions", "reconcile", "utcnow"]

@@ -11,10 +11,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from receiver.exceptions import DecryptionError
+from receiver.providers.base import Parsed
 from receiver.services import Services
 from receiver.store.models import EventState, InboundEvent, OutboxEntry, table_of, utcnow
-from reconciler.apply import parse_event
-from reconciler.drain import DrainStats, apply_batch, backoff_seconds
+from reconciler.backoff import backoff_seconds
+from reconciler.drain import DrainStats, apply_batch, reparse
 from reconciler.replay.effects import Effect, session_states, user_states
 
 FAILURES_LIST_LIMIT = 100
@@ -65,23 +66,17 @@ def replay_batch(
             session_keys.add((event.provider, event.session_id))
         if event.user_ref:
             user_refs.add(event.user_ref)
-        provider = services.providers.get(event.provider)
-        if provider is None:
-            to_apply.append(event.id)  # `apply_batch` quarantines it, as the worker does
-            continue
         try:
-            parsed = parse_event(event, provider, services.keyring)
+            parsed = reparse(services, event)
         except DecryptionError as exc:  # a missing key: failed and retried, as the worker does
             failures[event.id] = f"{type(exc).__name__}: {str(exc)[:500]}"
             continue
-        except Exception:  # ParseError or a parser crash: `apply_batch` quarantines it with
-            to_apply.append(event.id)  # today's message, as the worker does
-            continue
-        to_apply.append(event.id)
-        if parsed.session_id:
-            session_keys.add((event.provider, parsed.session_id))
-        if parsed.user_ref:
-            user_refs.add(parsed.user_ref)
+        to_apply.append(event.id)  # one that does not parse: `apply_batch` quarantines it
+        if isinstance(parsed, Parsed):
+            if parsed.session_id:
+                session_keys.add((event.provider, parsed.session_id))
+            if parsed.user_ref:
+                user_refs.add(parsed.user_ref)
     sessions_before = session_states(session, session_keys)
     user_refs |= {meta["user_ref"] for _, meta in sessions_before.values() if meta["user_ref"]}
     users_before = user_states(session, user_refs)
