@@ -117,13 +117,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
 def _register_error_handlers(flask_app: Flask) -> None:
     """JSON errors without internals for every HTTP error and any unexpected exception; 503
-    with Retry-After when the database is unreachable (the console has its own page)."""
+    with Retry-After when the database is unreachable (the console has its own page). The 503
+    and 500 are receiver/requests.py's, which the inbound front gives webhooks too."""
     from flask import jsonify
     from werkzeug.exceptions import HTTPException
 
     from receiver.exceptions import StoreUnavailableError
+    from receiver.requests import internal_error_answer, unavailable_answer
     from receiver.store.db import UNAVAILABLE_ERRORS
-    from receiver.webhooks import RETRY_AFTER_SECONDS
 
     @flask_app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> ViewResult:
@@ -131,12 +132,7 @@ def _register_error_handlers(flask_app: Flask) -> None:
         return jsonify({"error": (exc.name or "error").lower()}), code
 
     def store_unavailable(exc: Exception) -> ViewResult:
-        flask_app.logger.warning("database unavailable: %s", type(exc).__name__)
-        return (
-            jsonify({"error": "store unavailable"}),
-            503,
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        return unavailable_answer(exc, flask_app.logger)
 
     unavailable: tuple[type[Exception], ...] = (StoreUnavailableError, *UNAVAILABLE_ERRORS)
     for error in unavailable:
@@ -144,8 +140,7 @@ def _register_error_handlers(flask_app: Flask) -> None:
 
     @flask_app.errorhandler(Exception)
     def unexpected(exc: Exception) -> ViewResult:
-        flask_app.logger.exception("unhandled error")
-        return jsonify({"error": "internal error"}), 500
+        return internal_error_answer(flask_app.logger)
 
 
 @click.group(
