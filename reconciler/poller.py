@@ -200,32 +200,16 @@ def _poll(
     policy: Policy,
     now: datetime,
 ) -> PollOutcome:
-    attempts = row.poll_attempts + 1
-
-    def backed_off(
-        result: str, retry_after: float | None = None, event_id: int | None = None
-    ) -> PollOutcome:
-        """A call that taught us nothing: the next one waits longer."""
-        _set(
-            services,
-            row,
-            (result, now, event_id),
-            poll_attempts=attempts,
-            last_polled_at=now,
-            next_check_at=after_failure(policy, attempts, now, retry_after),
-        )
-        return PollOutcome(row.provider, row.session_id, result, 1)
-
     try:
         answer = provider.client(http).fetch_status(row.session_id)
     except ProviderUnavailable as exc:
-        return backed_off("provider_unavailable", exc.retry_after)
+        return _backed_off(services, row, policy, now, "provider_unavailable", exc.retry_after)
     except ProviderRejected as exc:
         log.warning(
             "provider refused a status call",
             extra={"provider": row.provider, "reason": str(exc.status_code)},
         )
-        return backed_off("provider_refused")
+        return _backed_off(services, row, policy, now, "provider_refused")
     body = json.dumps(answer, separators=(",", ":"), sort_keys=True).encode()
     try:
         parsed = provider.parse_status(row.session_id, answer, now)
@@ -238,7 +222,43 @@ def _poll(
         event_id, _ = store_poll_answer(
             services, provider, row.session_id, body, now, parse_error=why, user_ref=row.user_ref
         )
-        return backed_off("quarantined", event_id=event_id)
+        return _backed_off(services, row, policy, now, "quarantined", event_id=event_id)
+    return _answered(services, provider, row, policy, now, parsed, body)
+
+
+def _backed_off(
+    services: Services,
+    row: VerificationSession,
+    policy: Policy,
+    now: datetime,
+    result: str,
+    retry_after: float | None = None,
+    event_id: int | None = None,
+) -> PollOutcome:
+    """A call that taught us nothing: the next one waits longer."""
+    attempts = row.poll_attempts + 1
+    _set(
+        services,
+        row,
+        (result, now, event_id),
+        poll_attempts=attempts,
+        last_polled_at=now,
+        next_check_at=after_failure(policy, attempts, now, retry_after),
+    )
+    return PollOutcome(row.provider, row.session_id, result, 1)
+
+
+def _answered(
+    services: Services,
+    provider: Provider,
+    row: VerificationSession,
+    policy: Policy,
+    now: datetime,
+    parsed: Parsed,
+    body: bytes,
+) -> PollOutcome:
+    """A parsed answer: stored when it says something new; the next check planned from it."""
+    attempts = row.poll_attempts + 1
     new = says_something_new(row, parsed)
     stored = (
         store_poll_answer(services, provider, row.session_id, body, now, user_ref=row.user_ref)
