@@ -97,12 +97,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from receiver.logs import configure_logging
     from receiver.services import Services, init_app
     from receiver.settings import load_settings
-    from reconciler import console
-    from reconciler.api import audit as api_audit
-    from reconciler.api import erasure as api_erasure
-    from reconciler.api import events as api_events
-    from reconciler.api import openapi as api_openapi
-    from reconciler.api import views as api_views
+    from reconciler import api, console
 
     settings = settings or (services.settings if services else load_settings())
     configure_logging(settings.log_level)
@@ -112,11 +107,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     init_app(flask_app, services)
     requests.init_app(flask_app)
     webhooks.init_app(flask_app, services)
-    flask_app.register_blueprint(api_views.bp)
-    flask_app.register_blueprint(api_audit.bp)
-    flask_app.register_blueprint(api_events.bp)
-    flask_app.register_blueprint(api_erasure.bp)
-    flask_app.register_blueprint(api_openapi.bp)
+    api.init_app(flask_app)
     flask_app.register_blueprint(health.bp)
     console.init_app(flask_app)
     _register_error_handlers(flask_app)
@@ -126,13 +117,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
 def _register_error_handlers(flask_app: Flask) -> None:
     """JSON errors without internals for every HTTP error and any unexpected exception; 503
-    with Retry-After when the database is unreachable (the console has its own page)."""
+    with Retry-After when the database is unreachable (the console has its own page). The 503
+    and 500 are receiver/requests.py's, which the inbound front gives webhooks too."""
     from flask import jsonify
     from werkzeug.exceptions import HTTPException
 
     from receiver.exceptions import StoreUnavailableError
+    from receiver.requests import internal_error_answer, unavailable_answer
     from receiver.store.db import UNAVAILABLE_ERRORS
-    from receiver.webhooks import RETRY_AFTER_SECONDS
 
     @flask_app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> ViewResult:
@@ -140,12 +132,7 @@ def _register_error_handlers(flask_app: Flask) -> None:
         return jsonify({"error": (exc.name or "error").lower()}), code
 
     def store_unavailable(exc: Exception) -> ViewResult:
-        flask_app.logger.warning("database unavailable: %s", type(exc).__name__)
-        return (
-            jsonify({"error": "store unavailable"}),
-            503,
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        return unavailable_answer(exc, flask_app.logger)
 
     unavailable: tuple[type[Exception], ...] = (StoreUnavailableError, *UNAVAILABLE_ERRORS)
     for error in unavailable:
@@ -153,8 +140,7 @@ def _register_error_handlers(flask_app: Flask) -> None:
 
     @flask_app.errorhandler(Exception)
     def unexpected(exc: Exception) -> ViewResult:
-        flask_app.logger.exception("unhandled error")
-        return jsonify({"error": "internal error"}), 500
+        return internal_error_answer(flask_app.logger)
 
 
 @click.group(

@@ -185,3 +185,21 @@ class Observation:
         for name in ("status", "source", "decided_by"):
             data[name] = str(data[name])
         return data
+
+
+SYNTHETIC_EXPIRY = "verihook_expired"
+"""Query marker of the synthetic poll event that expires a poll-only session past its TTL (the
+poller stores it; apply reads it back as `expiry_observation`)."""
+
+
+def expiry_observation(provider: str, session_id: str, received_at: datetime) -> Observation:
+    """The synthetic observation that ends a poll-only session past its TTL."""
+    return Observation(
+        provider=provider,
+        session_id=session_id,
+        status=Status.EXPIRED,
+        occurred_at=received_at,
+        source=Source.POLL,
+        provider_status="ttl_expired",
+        reasons=("ttl_expired",),
+    )

@@ -18,25 +18,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from receiver.exceptions import StoreUnavailableError
 from receiver.group_commit import DEFAULT_MAX_BATCH, GroupCommitter
 from receiver.metrics import INGEST_BATCH_ROWS
-from receiver.store.db import is_sqlite, sqlite_write_lock
+from receiver.store.db import is_sqlite, is_unavailable, sqlite_write_lock
 from receiver.store.event_batches import EventRow, StoredEvent, write_events
 
 log = logging.getLogger(__name__)
 
-CONNECTION_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
-"""Errors that mean the database cannot be used right now (unreachable, locked, pool exhausted,
-shutting down): answered 503 so the provider retries. Any other database error may be caused by
-the delivery's content, which a retry would only repeat forever."""
-
 CONTENT_ERRORS = (DBAPIError, UnicodeError)
 """What a row's content can make the store raise (a value a column refuses, text the driver
-cannot encode)."""
+cannot encode), once the errors that mean the database is unavailable (store/db.py
+`is_unavailable`: answered 503, the provider retries) are set apart."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +40,6 @@ class Refused:
 
     error: str
     """The database error's type name (never its message, which may quote the content)."""
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """True when `exc` says the database is unusable rather than the statement wrong."""
-    if isinstance(exc, CONNECTION_ERRORS):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class EventWriter:
@@ -100,7 +88,7 @@ class EventWriter:
                 return self._write(rows)
             except Exception as exc:
                 error = _as_sqlalchemy_error(exc, self.engine)
-                if not is_connection_error(error):
+                if not is_unavailable(error):
                     if error is exc:
                         raise
                     raise error from exc
@@ -163,7 +151,7 @@ def _roll_back(connection: Any) -> None:
 def _as_sqlalchemy_error(exc: Exception, engine: Engine) -> Exception:
     """A driver error seen through SQLAlchemy's classes (OperationalError, DataError…), which the
     rest of verihook reasons with; anything else as it is."""
-    if isinstance(exc, (DBAPIError, PoolTimeoutError, DisconnectionError)):
+    if isinstance(exc, SQLAlchemyError):
         return exc
     dbapi = engine.dialect.loaded_dbapi
     if isinstance(exc, dbapi.Error):

@@ -14,13 +14,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col
 
-from receiver.event_writer import CONNECTION_ERRORS, EventWriter, Refused
+from receiver.event_writer import EventWriter, Refused
 from receiver.exceptions import ParseError, StoreUnavailableError, UnknownValueError
 from receiver.logs import crash_site
 from receiver.metrics import UNKNOWN_VALUES, inc
 from receiver.providers.base import AuthContext, Delivery, Parsed, Provider
 from receiver.store.crypto import Keyring
-from receiver.store.db import transaction
+from receiver.store.db import UNAVAILABLE_ERRORS, transaction
 from receiver.store.event_batches import NewEvent, prepare_event
 from receiver.store.models import VerificationSession
 
@@ -147,6 +147,10 @@ def _new_event(
     )
 
 
+_LOOKUP_ERRORS: tuple[type[Exception], ...] = (*UNAVAILABLE_ERRORS, DBAPIError)
+"""Every database error (store/db.py's UNAVAILABLE_ERRORS and any driver error)."""
+
+
 def _guarded(lookup: Callable[[str], str | None]) -> Callable[[str], str | None]:
     """Any database error while reading callback state is the store's: the session id looked up
     is printable text checked by the provider before, so it cannot be the content's fault."""
@@ -154,7 +158,7 @@ def _guarded(lookup: Callable[[str], str | None]) -> Callable[[str], str | None]
     def guarded(session_id: str) -> str | None:
         try:
             return lookup(session_id)
-        except (*CONNECTION_ERRORS, DBAPIError) as exc:
+        except _LOOKUP_ERRORS as exc:
             raise StoreUnavailableError("the event store is unavailable") from exc
 
     return guarded

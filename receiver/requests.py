@@ -6,19 +6,26 @@ matched (`/webhooks/<name>/<segment>`, `/api/v1/users/<user_ref>`), so neither t
 token nor a user ref can reach a log line however the URL is spelled. A path that matched no
 route (404, 405, werkzeug's 308 to a path with `//` merged) is logged as its longest leading run
 of segments that are fixed parts of the app's own routes, then `<unmatched>`
-(`/webhooks/<unmatched>`). The query string is never logged. The inbound front of
-receiver/webhooks.py logs its lines by the same rule (`access_line`).
+(`/webhooks/<unmatched>`). The query string is never logged.
+
+Two shells serve requests: Flask's hooks (`init_app`, every route) and the inbound front of
+receiver/webhooks.py (provider webhooks, before Flask). Each rule they share is written once here
+and called by both: the request id (`adopt_request_id`), the refusal of control characters in the
+URL (`refuse_control_characters`), the access line (`log_access`) and the answers for a database
+out of reach and for anything unexpected (`unavailable_answer`, `internal_error_answer`; app.py's
+error handlers give them for every Flask route).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import Iterable
-from contextvars import ContextVar
-from typing import Any
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, jsonify, request
 from flask.wrappers import Response
@@ -28,6 +35,9 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from receiver.inputs import REF_RULE, is_ref
 from receiver.services import get_services
+
+if TYPE_CHECKING:
+    from receiver.delivery_log import DeliveryLog
 
 log = logging.getLogger("verihook.access")
 
@@ -65,11 +75,54 @@ def request_id_for(given: str) -> str:
     return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def adopt_request_id(given: str) -> tuple[str, Token[str | None]]:
+    """The request's id (`request_id_for` the X-Request-ID sent), made current for log records;
+    reset CURRENT_REQUEST_ID with the token when the request ends."""
+    request_id = request_id_for(given)
+    return request_id, CURRENT_REQUEST_ID.set(request_id)
+
+
+RETRY_AFTER_SECONDS = "5"
+"""The Retry-After of every 503."""
+
+
+def json_response(body: dict[str, Any], status: int) -> WerkzeugResponse:
+    """A JSON answer (what Flask's jsonify makes, without the app context); a 503 says when to
+    retry."""
+    text = json.dumps(body, separators=(",", ":")) + "\n"
+    response = WerkzeugResponse(text, status=status, mimetype="application/json")
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
 def has_control_characters_in_url(path: str, args: Iterable[tuple[str, str]]) -> bool:
     """True when the path or a query key or value holds a control character."""
     return has_control_characters(path) or any(
         has_control_characters(k) or has_control_characters(v) for k, v in args
     )
+
+
+def refuse_control_characters(
+    path: str, args: Iterable[tuple[str, str]]
+) -> WerkzeugResponse | None:
+    """The 400 for a URL whose path or query holds a control character, else None."""
+    if has_control_characters_in_url(path, args):
+        return json_response({"error": "control characters in the URL"}, 400)
+    return None
+
+
+def unavailable_answer(exc: BaseException, logger: logging.Logger) -> WerkzeugResponse:
+    """503 (retry later) when the database is out of reach (store/db.py UNAVAILABLE_ERRORS or
+    StoreUnavailableError), logged as a warning naming the error."""
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    return json_response({"error": "store unavailable"}, 503)
+
+
+def internal_error_answer(logger: logging.Logger) -> WerkzeugResponse:
+    """A bare 500 for anything unexpected, logged with its traceback (call it while handling)."""
+    logger.exception("unhandled error")
+    return json_response({"error": "internal error"}, 500)
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -116,6 +169,24 @@ def access_line(
 
 LOGGED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """Methods written as sent; any other word (a client chooses it) is logged as OTHER."""
+
+
+def log_access(
+    method: str,
+    route: str,
+    status: int,
+    started: float,
+    delivery: dict[str, object] | None,
+    delivery_log: DeliveryLog,
+) -> None:
+    """Write a request's access line (`access_line`; `started` from time.perf_counter): with a
+    delivery's fields, one line per delivery (sampled under load), else at info."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    line = access_line(method, route, status, elapsed_ms)
+    if delivery is not None:
+        delivery_log.delivery(line, delivery)
+    else:
+        log.info("%s %s %s %.1fms", *line)
 
 
 CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
@@ -168,12 +239,9 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def assign_request_id() -> ViewResult | None:
-        g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
-        g.request_id_token = CURRENT_REQUEST_ID.set(g.request_id)
+        g.request_id, g.request_id_token = adopt_request_id(request.headers.get("X-Request-ID", ""))
         g.started = time.perf_counter()
-        if has_control_characters_in_url(request.path, request.args.items(multi=True)):
-            return jsonify({"error": "control characters in the URL"}), 400
-        return None
+        return refuse_control_characters(request.path, request.args.items(multi=True))
 
     @app.teardown_request
     def forget_request_id(_exc: BaseException | None) -> None:
@@ -187,12 +255,9 @@ def init_app(app: Flask) -> None:
         delivery = g.get("delivery")
         if delivery is None and not log.isEnabledFor(logging.INFO):
             return response
-        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        line = access_line(request.method, flask_route(app), response.status_code, elapsed_ms)
-        if delivery is not None:  # one line per delivery, sampled under load
-            get_services().delivery_log.delivery(line, delivery)
-        else:
-            log.info("%s %s %s %.1fms", *line)
+        started = g.get("started", time.perf_counter())
+        route, status = flask_route(app), response.status_code
+        log_access(request.method, route, status, started, delivery, get_services().delivery_log)
         return response
 
     for handler in logging.getLogger().handlers:

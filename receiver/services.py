@@ -1,8 +1,13 @@
-"""The long-lived things a process needs, built once from the settings and hung off the app."""
+"""The long-lived things a process needs, built once from the settings and hung off the app.
+
+Nothing here survives a fork: a process that forks after building its Services (gunicorn's
+preloading master) calls `after_fork` in the child (receiver/gunicorn_conf.py `post_fork`), which
+drops the parent's connections and the ingest writer, waker and refusal ledger, made again on
+first use. Without a fork (the tests, `flask run`, gunicorn without preloading) they are made once.
+"""
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,9 +47,9 @@ class Services:
     providers: dict[str, Provider]
     _redis: Redis | None = field(default=None, repr=False)
     _ingest_engine: Engine | None = field(default=None, repr=False)
-    _ingest: tuple[int, EventWriter, Waker] | None = field(default=None, repr=False)
+    _ingest: tuple[EventWriter, Waker] | None = field(default=None, repr=False)
     _ingest_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _refusals: tuple[int, RefusalLedger] | None = field(default=None, repr=False)
+    _refusals: RefusalLedger | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, engine: Engine | None = None) -> Services:
@@ -76,59 +81,60 @@ class Services:
 
     @property
     def event_writer(self) -> EventWriter:
-        """This process's group-committing writer of inbound events (made after any fork)."""
-        return self._ingest_parts()[1]
+        """This process's group-committing writer of inbound events (made on first use)."""
+        return self._ingest_parts()[0]
 
     @property
     def waker(self) -> Waker:
-        """This process's coalescing wake-up of the workers (made after any fork)."""
-        return self._ingest_parts()[2]
+        """This process's coalescing wake-up of the workers (made on first use)."""
+        return self._ingest_parts()[1]
 
     @property
     def refusals(self) -> RefusalLedger:
-        """This process's count of refused deliveries, written in the background (made after
-        any fork)."""
+        """This process's count of refused deliveries, written in the background (made on
+        first use)."""
         found = self._refusals
-        if found is None or found[0] != os.getpid():
+        if found is None:
             with self._ingest_lock:
                 found = self._refusals
-                if found is None or found[0] != os.getpid():
-                    found = self._refusals = (os.getpid(), RefusalLedger(self.engine))
-        return found[1]
+                if found is None:
+                    found = self._refusals = RefusalLedger(self.engine)
+        return found
 
     def flush_refusals(self) -> None:
         """Write the refusals this process counted and has not written yet (at exit)."""
-        found = self._refusals
-        if found is not None and found[0] == os.getpid():
-            found[1].flush()
+        if self._refusals is not None:
+            self._refusals.flush()
 
-    def _ingest_parts(self) -> tuple[int, EventWriter, Waker]:
+    def _ingest_parts(self) -> tuple[EventWriter, Waker]:
         parts = self._ingest
-        if parts is None or parts[0] != os.getpid():
+        if parts is None:
             with self._ingest_lock:
                 parts = self._ingest
-                if parts is None or parts[0] != os.getpid():
-                    if parts is not None and self._ingest_engine is not None:
-                        self._ingest_engine.dispose(close=False)  # the parent's connections
+                if parts is None:
                     if self._ingest_engine is None:
                         url = self.engine.url.render_as_string(hide_password=False)
                         self._ingest_engine = make_ingest_engine(url)
                     writer = EventWriter(self._ingest_engine)
                     waker = Waker(lambda: self.redis, self.settings.queue_name)
-                    parts = self._ingest = (os.getpid(), writer, waker)
+                    parts = self._ingest = (writer, waker)
         return parts
 
     def after_fork(self) -> None:
-        """In a forked child: forget the parent's pooled connections without closing them."""
+        """In a forked child: forget the parent's pooled connections without closing them, and
+        its ingest writer, waker and refusal ledger (their threads stayed in the parent)."""
         self.engine.dispose(close=False)
         if self._ingest_engine is not None:
             self._ingest_engine.dispose(close=False)
         self._redis = None
+        self._ingest = None
+        self._refusals = None
+        self._ingest_lock = threading.Lock()  # the parent may have held it at the fork
 
     def close(self) -> None:
         """Release connections."""
-        if self._ingest is not None and self._ingest[0] == os.getpid():
-            self._ingest[1].close()
+        if self._ingest is not None:
+            self._ingest[0].close()
         self.engine.dispose()
         if self._ingest_engine is not None:
             self._ingest_engine.dispose()

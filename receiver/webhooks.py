@@ -2,17 +2,19 @@
 
 `take_in` is the whole ingest answer for one request (a werkzeug Request, no Flask globals).
 Two shells call it:
-- `InboundFront`, a WSGI middleware in front of the Flask app, serves `POST /webhooks/<name>` and
-  `POST /webhooks/<name>/<segment>`, the path every provider delivery takes, without Flask's
-  per-request machinery (request context, URL map, hooks): request id, URL check, answer and log
-  line are done here, the same way requests.py does them for every other route;
-- the blueprint's routes: the same webhook URLs when the Flask app is served without the front,
-  and the browser callbacks (`GET /callbacks/<name>`, which redirect).
+- `InboundFront`, a WSGI middleware in front of the Flask app (`init_app` always installs it),
+  serves `POST /webhooks/<name>` and `POST /webhooks/<name>/<segment>`, the path every provider
+  delivery takes, without Flask's per-request machinery (request context, URL map, hooks). It
+  calls the functions of receiver/requests.py that Flask's hooks and error handlers call for
+  every other route: request id, URL check, access line, 503 and 500;
+- the blueprint's browser callbacks (`GET /callbacks/<name>`, which redirect).
+The blueprint also holds the webhook URLs as rules without a view: the front answers every POST
+to them before Flask could, so Flask only answers their other methods (405, OPTIONS) and names
+them in the access log and the OpenAPI document.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -33,9 +35,12 @@ from receiver.providers import get_provider
 from receiver.providers.base import HEADER_LINES_KEY, Delivery, Provider, separate_header_lines
 from receiver.requests import (
     CURRENT_REQUEST_ID,
-    access_line,
-    has_control_characters_in_url,
-    request_id_for,
+    adopt_request_id,
+    internal_error_answer,
+    json_response,
+    log_access,
+    refuse_control_characters,
+    unavailable_answer,
 )
 from receiver.services import Services, get_services
 from receiver.store.db import UNAVAILABLE_ERRORS
@@ -45,8 +50,6 @@ bp = Blueprint("webhooks", __name__)
 
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 """Headers never stored with an event."""
-
-RETRY_AFTER_SECONDS = "5"
 
 WEBHOOK_PATH = re.compile(r"/webhooks/([^/]+)(?:/([^/]+))?")
 """The webhook URLs, as the blueprint's rules match them (a segment is anything but '/')."""
@@ -62,15 +65,6 @@ _ANSWERS = {
     415: "unsupported_type",
     503: "unavailable",
 }
-
-
-def json_response(body: dict[str, Any], status: int) -> Response:
-    """A JSON answer (what Flask's jsonify makes, without the app context)."""
-    text = json.dumps(body, separators=(",", ":")) + "\n"
-    response = Response(text, status=status, mimetype="application/json")
-    if status == 503:
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return response
 
 
 @dataclass
@@ -238,14 +232,10 @@ def webhook_answer(taken: Taken) -> Response:
 
 # ------------------------------------------------------------------------ the Flask routes
 
-
-@bp.post(WEBHOOK_RULE)
-@bp.post(WEBHOOK_SEGMENT_RULE)
-def webhook(name: str, segment: str | None = None) -> Response:
-    """A provider webhook: 200 accepted/duplicate, 202 quarantined, or an error."""
-    taken = take_in(get_services(), request._get_current_object(), name, Source.WEBHOOK, segment)  # type: ignore[attr-defined]
-    g.delivery = taken.fields  # logged with the request's line (receiver/requests.py)
-    return webhook_answer(taken)
+# The webhook URLs, without a view: InboundFront serves every POST to them (see the module
+# docstring); reconciler/api/inbound.py describes the endpoint in the OpenAPI document.
+bp.add_url_rule(WEBHOOK_RULE, endpoint="webhook", methods=["POST"])
+bp.add_url_rule(WEBHOOK_SEGMENT_RULE, endpoint="webhook", methods=["POST"])
 
 
 @bp.get("/callbacks/<name>")
@@ -291,9 +281,10 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class InboundFront:
     """WSGI middleware: provider webhooks served without Flask's request machinery.
 
-    Only `POST /webhooks/<name>[/<segment>]` is taken here; every other request goes on to the
-    Flask app unchanged. The answers, headers, request id and log line are those the Flask route
-    gives (tests/test_inbound_front.py compares the two).
+    Only `POST /webhooks/<name>[/<segment>]` is taken here (the method in any case, as Flask's
+    URL map matches it: Flask never reaches these rules with a POST); every other request goes
+    on to the Flask app unchanged. The request id, URL check, access line and 5xx answers are
+    those of every Flask route (receiver/requests.py).
     """
 
     def __init__(self, app: Flask, services: Services, downstream: WSGIApp) -> None:
@@ -301,9 +292,10 @@ class InboundFront:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """Serve a webhook, or pass the request on."""
-        if environ.get("REQUEST_METHOD") != "POST" or not environ.get("PATH_INFO", "").startswith(
-            "/webhooks/"
-        ):
+        method = environ.get("REQUEST_METHOD", "")
+        if (method != "POST" and method.upper() != "POST") or not environ.get(
+            "PATH_INFO", ""
+        ).startswith("/webhooks/"):
             return self.downstream(environ, start_response)
         req = Request(environ)
         match = WEBHOOK_PATH.fullmatch(req.path)
@@ -314,23 +306,17 @@ class InboundFront:
 
     def _serve(self, req: Request, name: str, segment: str | None) -> Response | StoredAnswer:
         started = time.perf_counter()
-        request_id = request_id_for(req.headers.get("X-Request-ID", ""))
-        token = CURRENT_REQUEST_ID.set(request_id)
+        request_id, token = adopt_request_id(req.headers.get("X-Request-ID", ""))
         try:
             fields: dict[str, object] | None = None
-            response: Response | StoredAnswer
-            if has_control_characters_in_url(req.path, req.args.items(multi=True)):
-                response = json_response({"error": "control characters in the URL"}, 400)
-            else:
+            response: Response | StoredAnswer | None
+            response = refuse_control_characters(req.path, req.args.items(multi=True))
+            if response is None:
                 response, fields = self._answer(req, name, segment)
             response.headers["X-Request-ID"] = request_id
-            elapsed_ms = (time.perf_counter() - started) * 1000
             route = WEBHOOK_RULE if segment is None else WEBHOOK_SEGMENT_RULE
-            line = access_line("POST", route, response.status_code, elapsed_ms)
-            if fields is not None:
-                self.services.delivery_log.delivery(line, fields)
-            else:
-                logging.getLogger("verihook.access").info("%s %s %s %.1fms", *line)
+            status = response.status_code
+            log_access("POST", route, status, started, fields, self.services.delivery_log)
             return response
         finally:
             CURRENT_REQUEST_ID.reset(token)
@@ -343,13 +329,11 @@ class InboundFront:
         try:
             taken = take_in(self.services, req, name, Source.WEBHOOK, segment)
         except UNAVAILABLE_ERRORS as exc:
-            log.warning("database unavailable: %s", type(exc).__name__)
             self._count(name, "unavailable")
-            return json_response({"error": "store unavailable"}, 503), None
+            return unavailable_answer(exc, log), None
         except Exception:
-            log.exception("unhandled error")
             self._count(name, "error")
-            return json_response({"error": "internal error"}, 500), None
+            return internal_error_answer(log), None
         if taken.error is None and taken.result is not None:
             return StoredAnswer(taken.result), taken.fields
         return webhook_answer(taken), taken.fields

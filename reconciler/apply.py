@@ -19,11 +19,13 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import Session, col
 
 from receiver.canonical import (
+    SYNTHETIC_EXPIRY,
     DecidedBy,
     Observation,
     Source,
     Status,
     StatusClass,
+    expiry_observation,
     status_class,
     utc,
 )
@@ -42,7 +44,6 @@ from receiver.store.models import (
 from reconciler.audit.chain import AuditDraft
 from reconciler.ordering import ordering_key
 from reconciler.planner import Policy, SessionFacts, after_event
-from reconciler.poller import SYNTHETIC_EXPIRY, expiry_observation
 from reconciler.sessions import (
     SessionKey,
     SessionRow,
@@ -84,7 +85,8 @@ def parse_event(event: InboundEvent, provider: Provider, keyring: Keyring) -> Pa
     if delivery.source is Source.POLL:
         session_id = delivery.query_value("session_id") or ""
         if delivery.query_value("verihook") == SYNTHETIC_EXPIRY:
-            return expiry_observation(provider.name, session_id, delivery.received_at)
+            expiry = expiry_observation(provider.name, session_id, delivery.received_at)
+            return Parsed(session_id=session_id, user_ref=None, observations=(expiry,))
         return provider.parse_status(session_id, json.loads(delivery.body), delivery.received_at)
     return provider.parse(delivery)
 

@@ -33,14 +33,12 @@ from receiver.store.models import EventState, InboundEvent, OutboxEntry, table_o
 from reconciler import notify
 from reconciler.apply import apply_parsed, claim_ready, parse_event
 from reconciler.audit.chain import append_audit
-from reconciler.backoff import exponential_backoff
+from reconciler.backoff import backoff_seconds, exponential_backoff
 from reconciler.policies import policies
 
 log = logging.getLogger(__name__)
 
 WORKER_ACTOR = "worker"
-BACKOFF_BASE_SECONDS = 2.0
-BACKOFF_MAX_SECONDS = 300.0
 DEFERRED_PAUSE_SECONDS = 0.05
 """Pause when a whole batch waits on sessions another worker holds (no busy loop)."""
 STORE_RETRIES = 3
@@ -89,11 +87,6 @@ class _BatchFailed(Exception):
         self.ids = ids
 
 
-def backoff_seconds(attempts: int) -> float:
-    """Exponential backoff for a failed event: 2, 4, 8 … seconds, capped."""
-    return exponential_backoff(attempts - 1, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_MAX_SECONDS)
-
-
 def apply_batch(
     session: Session,
     services: Services,
@@ -113,10 +106,14 @@ def apply_batch(
     events = session.execute(query).scalars()
     parsed: dict[int, tuple[InboundEvent, Parsed]] = {}
     for event in events:
-        error = _reparse(services, event, parsed, count_unknown=not replay)
-        if error is not None:
-            _quarantine(session, event, error)
+        assert event.id is not None  # a stored row
+        outcome = reparse(services, event)
+        if isinstance(outcome, Unparsable):
+            _report_unparsable(event, outcome, count_unknown=not replay)
+            _quarantine(session, event, outcome.reason)
             stats.quarantined += 1
+        else:
+            parsed[event.id] = (event, outcome)
     result = apply_parsed(
         session,
         parsed,
@@ -140,42 +137,51 @@ def apply_batch(
     stats.changed_users |= result.changed_users
 
 
-def _reparse(
-    services: Services,
-    event: InboundEvent,
-    parsed: dict[int, tuple[InboundEvent, Parsed]],
-    *,
-    count_unknown: bool = True,
-) -> str | None:
-    """Re-parse one event into `parsed`; return why it must be quarantined instead, if so.
+@dataclass(frozen=True)
+class Unparsable:
+    """Why a stored event cannot be applied with today's code: it is quarantined with `reason`."""
+
+    reason: str
+    unknown_field: str | None = None
+    """The field holding a value the provider's documents do not define (counted)."""
+    crash_site: str | None = None
+    """Where the parser crashed (logged)."""
+
+
+def reparse(services: Services, event: InboundEvent) -> Parsed | Unparsable:
+    """Re-parse one stored event with today's code, or say why it must be quarantined.
 
     Whatever goes wrong with one event stays with that event: a ParseError or an unexpected
     exception from the parser (pure: re-running it on the same bytes fails the same way)
     quarantines it. Only DecryptionError propagates: a missing key is the deployment's problem,
-    so the event fails and is retried (one by one, with backoff) once the key is back.
+    so the event fails and is retried (one by one, with backoff) once the key is back. Counts
+    and logs nothing: the worker does (`apply_batch`); a replay's look ahead does not.
     """
     provider = services.providers.get(event.provider)
     if provider is None:
-        return f"provider {event.provider!r} is not configured any more"
-    assert event.id is not None  # a stored row
+        return Unparsable(f"provider {event.provider!r} is not configured any more")
     try:
-        parsed[event.id] = (event, parse_event(event, provider, services.keyring))
+        return parse_event(event, provider, services.keyring)
     except UnknownValueError as exc:  # a poll answer the provider's documents do not define
-        if count_unknown:
-            inc(UNKNOWN_VALUES, event.provider, exc.field)
-        return str(exc)
+        return Unparsable(str(exc), unknown_field=exc.field)
     except ParseError as exc:
-        return str(exc)
+        return Unparsable(str(exc))
     except DecryptionError:
         raise
     except Exception as exc:
         site = crash_site(exc)
+        return Unparsable(f"unexpected {site} while parsing", crash_site=site)
+
+
+def _report_unparsable(event: InboundEvent, why: Unparsable, *, count_unknown: bool) -> None:
+    """Count an undefined value (`count_unknown`: not on replay) and log a parser crash."""
+    if why.unknown_field is not None and count_unknown:
+        inc(UNKNOWN_VALUES, event.provider, why.unknown_field)
+    if why.crash_site is not None:
         log.error(
             "parser failed on a stored event; quarantining",
-            extra={"event_id": event.id, "reason": site},
+            extra={"event_id": event.id, "reason": why.crash_site},
         )
-        return f"unexpected {site} while parsing"
-    return None
 
 
 def _quarantine(session: Session, event: InboundEvent, error: str) -> None:
@@ -185,9 +191,7 @@ def _quarantine(session: Session, event: InboundEvent, error: str) -> None:
         .where(col(InboundEvent.id) == event.id)
         .values(state=EventState.QUARANTINED.value, parse_error=error[:2000], updated_at=now)
     )
-    session.execute(
-        table_of(OutboxEntry).delete().where(col(OutboxEntry.event_id) == event.id)
-    )
+    session.execute(table_of(OutboxEntry).delete().where(col(OutboxEntry.event_id) == event.id))
 
 
 def _record_failure(services: Services, event_id: int, error: Exception) -> bool:

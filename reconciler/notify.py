@@ -3,9 +3,10 @@
 One RQ job per user (`wake_notifier`) holds that user's Redis lock and POSTs the user's due pending
 notifications oldest first. A failed POST stops the user's line, so a later notification never
 overtakes an earlier one; it is retried after BACKOFF_BASE_SECONDS * 2**(attempts - 1) seconds,
-capped at BACKOFF_MAX_SECONDS (or a longer `retry-after`), by a scheduled RQ job and by
-`sweep_due_notifications` (which reads `next_attempt_at`). After MAX_ATTEMPTS it is `failed`
-(see `resend`) and the line moves on. Redis trouble never fails `wake_notifier`: the sweep recovers.
+capped at BACKOFF_MAX_SECONDS (or a longer `retry-after`; reconciler/backoff.py, shared with the
+drain), by a scheduled RQ job and by `sweep_due_notifications` (which reads `next_attempt_at`).
+After MAX_ATTEMPTS it is `failed` (see `resend`) and the line moves on. Redis trouble never fails
+`wake_notifier`: the sweep recovers.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from receiver.signatures import sign_standard_webhook
 from receiver.store.db import transaction
 from receiver.store.ledger_models import Notification, NotificationAttempt
 from receiver.store.models import utcnow
-from reconciler.backoff import exponential_backoff
+from reconciler.backoff import BACKOFF_MAX_SECONDS, backoff_seconds
 from reconciler.job_services import services as job_services
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ JOB = "reconciler.notify.deliver_user_notifications"
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 MAX_ATTEMPTS = 8
 """Attempts before a notification is `failed`: 2 + 4 + … + 128 s ≈ 4 minutes of retries."""
-BACKOFF_BASE_SECONDS = 2.0
-BACKOFF_MAX_SECONDS = 300.0
 HTTP_TIMEOUT_SECONDS = 10.0
 LOCK_TIMEOUT_SECONDS = 60
 """Lifetime of a user's delivery lock; renewed before every POST."""
@@ -58,12 +57,6 @@ KEY = "verihook:{queue}:notify-{kind}:{user}"
 
 class NotificationNotFound(LookupError):
     """No notification has this id."""
-
-
-def backoff_seconds(attempts: int, base: float | None = None) -> float:
-    """Seconds to wait after `attempts` failed attempts: base, 2·base, 4·base …, capped."""
-    base = BACKOFF_BASE_SECONDS if base is None else base
-    return exponential_backoff(attempts - 1, base=base, cap=BACKOFF_MAX_SECONDS)
 
 
 def user_key(user_ref: str) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import col
 
-from receiver.canonical import Source, Status, utc
+from receiver.canonical import SYNTHETIC_EXPIRY, Source, Status, utc
 from receiver.exceptions import ParseError
 from receiver.logs import crash_site
 from receiver.providers.base import Delivery, Parsed, Provider, content_digest
@@ -33,10 +33,6 @@ from reconciler.planner import Action, Policy, SessionFacts, after_failure, afte
 
 log = logging.getLogger(__name__)
 _SESSIONS = table_of(VerificationSession)
-
-
-SYNTHETIC_EXPIRY = "verihook_expired"
-"""Query marker of the synthetic event that expires a poll-only session past its TTL."""
 
 
 @dataclass(frozen=True)
@@ -203,32 +199,16 @@ def _poll(
     policy: Policy,
     now: datetime,
 ) -> PollOutcome:
-    attempts = row.poll_attempts + 1
-
-    def backed_off(
-        result: str, retry_after: float | None = None, event_id: int | None = None
-    ) -> PollOutcome:
-        """A call that taught us nothing: the next one waits longer."""
-        _set(
-            services,
-            row,
-            (result, now, event_id),
-            poll_attempts=attempts,
-            last_polled_at=now,
-            next_check_at=after_failure(policy, attempts, now, retry_after),
-        )
-        return PollOutcome(row.provider, row.session_id, result, 1)
-
     try:
         answer = provider.client(http).fetch_status(row.session_id)
     except ProviderUnavailable as exc:
-        return backed_off("provider_unavailable", exc.retry_after)
+        return _backed_off(services, row, policy, now, "provider_unavailable", exc.retry_after)
     except ProviderRejected as exc:
         log.warning(
             "provider refused a status call",
             extra={"provider": row.provider, "reason": str(exc.status_code)},
         )
-        return backed_off("provider_refused")
+        return _backed_off(services, row, policy, now, "provider_refused")
     body = json.dumps(answer, separators=(",", ":"), sort_keys=True).encode()
     try:
         parsed = provider.parse_status(row.session_id, answer, now)
@@ -241,7 +221,43 @@ def _poll(
         event_id, _ = store_poll_answer(
             services, provider, row.session_id, body, now, parse_error=why, user_ref=row.user_ref
         )
-        return backed_off("quarantined", event_id=event_id)
+        return _backed_off(services, row, policy, now, "quarantined", event_id=event_id)
+    return _answered(services, provider, row, policy, now, parsed, body)
+
+
+def _backed_off(
+    services: Services,
+    row: VerificationSession,
+    policy: Policy,
+    now: datetime,
+    result: str,
+    retry_after: float | None = None,
+    event_id: int | None = None,
+) -> PollOutcome:
+    """A call that taught us nothing: the next one waits longer."""
+    attempts = row.poll_attempts + 1
+    _set(
+        services,
+        row,
+        (result, now, event_id),
+        poll_attempts=attempts,
+        last_polled_at=now,
+        next_check_at=after_failure(policy, attempts, now, retry_after),
+    )
+    return PollOutcome(row.provider, row.session_id, result, 1)
+
+
+def _answered(
+    services: Services,
+    provider: Provider,
+    row: VerificationSession,
+    policy: Policy,
+    now: datetime,
+    parsed: Parsed,
+    body: bytes,
+) -> PollOutcome:
+    """A parsed answer: stored when it says something new; the next check planned from it."""
+    attempts = row.poll_attempts + 1
     new = says_something_new(row, parsed)
     stored = (
         store_poll_answer(services, provider, row.session_id, body, now, user_ref=row.user_ref)
@@ -266,20 +282,4 @@ def _poll(
     return PollOutcome(row.provider, row.session_id, "changed" if new else "unchanged", 1)
 
 
-def expiry_observation(provider: str, session_id: str, received_at: datetime) -> Parsed:
-    """The synthetic observation that ends a poll-only session past its TTL."""
-    from receiver.canonical import Observation
-
-    obs = Observation(
-        provider=provider,
-        session_id=session_id,
-        status=Status.EXPIRED,
-        occurred_at=received_at,
-        source=Source.POLL,
-        provider_status="ttl_expired",
-        reasons=("ttl_expired",),
-    )
-    return Parsed(session_id=session_id, user_ref=None, observations=(obs,))
-
-
-__all__ = ["PollOutcome", "claim", "due_sessions", "reconcile", "expiry_observation", "utcnow"]
+__all__ = ["PollOutcome", "claim", "due_sessions", "reconcile", "utcnow"]

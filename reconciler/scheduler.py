@@ -116,21 +116,28 @@ class Reconciler:
         resume_stale_replays(self.services)
 
 
-def run_scheduler(services: Services, alive: Heartbeat | None = None) -> None:
-    """Run forever: heartbeat the leader lock; while leader tick, sweep, purge and verify the
-    audit chain (reconciler/audit/watch.py).
+@dataclass
+class _Leadership:
+    """The leader lock as the scheduler's jobs see it: a heartbeat, and jobs that run only while
+    this instance leads. `alive` beats at every lock heartbeat while follower."""
 
-    `alive` (the `/healthz` of receiver/health_server.py) beats after every finished tick while
-    leader, and at every lock heartbeat while follower: a leader whose tick hangs stops beating.
-    """
-    settings = services.settings
-    alive = alive or Heartbeat()
-    lock = LeaderLock(services.redis, settings.queue_name, settings.leader_lock_seconds)
-    machinery = Reconciler(services)
+    lock: LeaderLock
+    alive: Heartbeat
 
-    def as_leader(job: Callable[[], object]) -> Callable[[], None]:
+    def heartbeat(self) -> None:
+        """Refresh (or try to take) the lock; log a change of leader."""
+        was = self.lock.is_leader
+        LEADER.set(1 if self.lock.refresh() else 0)
+        if self.lock.is_leader != was:
+            log.info("scheduler leadership changed", extra={"state": str(self.lock.is_leader)})
+        if not self.lock.is_leader:
+            self.alive.beat()
+
+    def as_leader(self, job: Callable[[], object]) -> Callable[[], None]:
+        """`job`, run only while leader; a failure is logged and the scheduler goes on."""
+
         def run() -> None:
-            if not lock.is_leader:
+            if not self.lock.is_leader:
                 return
             try:
                 job()
@@ -139,60 +146,18 @@ def run_scheduler(services: Services, alive: Heartbeat | None = None) -> None:
 
         return run
 
-    def heartbeat() -> None:
-        was = lock.is_leader
-        LEADER.set(1 if lock.refresh() else 0)
-        if lock.is_leader != was:
-            log.info("scheduler leadership changed", extra={"state": str(lock.is_leader)})
-        if not lock.is_leader:
-            alive.beat()
 
-    def tick() -> None:
-        try:
-            machinery.tick()
-        finally:
-            alive.beat()
+def run_scheduler(services: Services, alive: Heartbeat | None = None) -> None:
+    """Run forever: heartbeat the leader lock; while leader tick, sweep, purge and verify the
+    audit chain (reconciler/audit/watch.py).
 
+    `alive` (the `/healthz` of receiver/health_server.py) beats after every finished tick while
+    leader, and at every lock heartbeat while follower: a leader whose tick hangs stops beating.
+    """
+    settings = services.settings
+    lock = LeaderLock(services.redis, settings.queue_name, settings.leader_lock_seconds)
     scheduler = BlockingScheduler(timezone="UTC")
-    now = datetime.now().astimezone()
-    scheduler.add_job(
-        heartbeat,
-        "interval",
-        seconds=settings.leader_lock_seconds / 3,
-        next_run_time=now,
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        as_leader(tick),
-        "interval",
-        seconds=settings.scheduler_tick_seconds,
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        as_leader(lambda: purge_expired(services, days=settings.retention_days)),
-        "interval",
-        hours=1,
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        as_leader(machinery.sweep),
-        "interval",
-        seconds=settings.scheduler_sweep_seconds,
-        max_instances=1,
-        coalesce=True,
-    )
-    audit_watch = AuditWatch(services.engine, settings.audit_full_verify_seconds)
-    scheduler.add_job(
-        as_leader(audit_watch.run),
-        "interval",
-        seconds=settings.audit_verify_seconds,
-        next_run_time=now + timedelta(seconds=settings.leader_lock_seconds),
-        max_instances=1,
-        coalesce=True,
-    )
+    _add_jobs(scheduler, services, _Leadership(lock, alive or Heartbeat()))
 
     def stop(_signum: int, _frame: object) -> None:
         raise SystemExit(0)  # caught below: the lock is released, a follower takes over at once
@@ -207,3 +172,32 @@ def run_scheduler(services: Services, alive: Heartbeat | None = None) -> None:
         if scheduler.running:
             scheduler.shutdown(wait=False)
         lock.release()
+
+
+def _add_jobs(scheduler: BlockingScheduler, services: Services, leadership: _Leadership) -> None:
+    """The lock's heartbeat (from now, thrice per lock lifetime) and, while leader, the tick,
+    the hourly purge, the sweeps and the audit verification (after one lock lifetime)."""
+    settings = services.settings
+    machinery = Reconciler(services)
+    audit_watch = AuditWatch(services.engine, settings.audit_full_verify_seconds)
+    as_leader = leadership.as_leader
+    now = datetime.now().astimezone()
+
+    def tick() -> None:
+        try:
+            machinery.tick()
+        finally:
+            leadership.alive.beat()
+
+    def every(job: Callable[[], None], **trigger: object) -> None:
+        scheduler.add_job(job, "interval", max_instances=1, coalesce=True, **trigger)
+
+    every(leadership.heartbeat, seconds=settings.leader_lock_seconds / 3, next_run_time=now)
+    every(as_leader(tick), seconds=settings.scheduler_tick_seconds)
+    every(as_leader(lambda: purge_expired(services, days=settings.retention_days)), hours=1)
+    every(as_leader(machinery.sweep), seconds=settings.scheduler_sweep_seconds)
+    every(
+        as_leader(audit_watch.run),
+        seconds=settings.audit_verify_seconds,
+        next_run_time=now + timedelta(seconds=settings.leader_lock_seconds),
+    )

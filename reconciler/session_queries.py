@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -15,6 +16,9 @@ from receiver.store.sessions import session_row
 from reconciler.drain import drain_ready_events
 from reconciler.policies import policies
 from reconciler.poller import reconcile
+
+if TYPE_CHECKING:
+    from receiver.providers.base import CreatedSession
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +49,11 @@ def reconcile_now(services: Services, provider: str, session_id: str) -> tuple[s
 
 
 CREATE_WRITE_PAUSES_SECONDS = (0.5, 1.0, 1.5)
+"""Waits between the attempts to record a session the provider has just created (a database
+restart takes seconds; the request must stay well inside gunicorn's 8 s)."""
 CREATE_BUDGET_SECONDS = 5.0
 """The provider's share of `POST /api/v1/sessions` (token, creation, retries): with the write
 retries above the caller waits at most about 8 s, then gets 503 and may retry."""
-"""Waits between the attempts to record a session the provider has just created (a database
-restart takes seconds; the request must stay well inside gunicorn's 8 s)."""
 
 
 def create_session(
@@ -77,17 +81,7 @@ def create_session(
        one is harmless: its start URL was never handed out, so nobody verifies in it and it
        expires at the provider (a webhook saying so is stored like any other).
     """
-    from receiver.canonical import utc
-    from receiver.exceptions import StoreUnavailableError
-    from receiver.providers.docverify import state_digest
-    from receiver.store.db import UNAVAILABLE_ERRORS
-    from reconciler.planner import first_check
-
-    try:
-        with transaction(services.engine) as session:
-            session.execute(select(1))
-    except UNAVAILABLE_ERRORS as exc:
-        raise StoreUnavailableError("the database is unavailable") from exc
+    _require_store(services)
     callback_url = f"{services.settings.public_url.rstrip('/')}/callbacks/{provider}"
     http = shared_client()
     with time_budget(CREATE_BUDGET_SECONDS):
@@ -96,29 +90,40 @@ def create_session(
             .client(http)
             .create_session(user_ref, options, callback_url=callback_url)
         )
-    policy = policies(services.settings)[provider]
+    return _remember(services, provider, user_ref, created, pauses), created.start_url
 
-    def record() -> VerificationSession:
-        now = utcnow()
+
+def _require_store(services: Services) -> None:
+    """StoreUnavailableError unless the database answers now."""
+    from receiver.exceptions import StoreUnavailableError
+    from receiver.store.db import UNAVAILABLE_ERRORS
+
+    try:
         with transaction(services.engine) as session:
-            row = session_row(session, provider, created.session_id)
-            row = row or VerificationSession(
-                provider=provider, session_id=created.session_id, created_at=now
-            )
-            row.user_ref = row.user_ref or user_ref
-            row.state_digest = state_digest(created.state) if created.state else row.state_digest
-            row.next_check_at = row.next_check_at or first_check(policy, utc(row.created_at))
-            row.updated_at = now
-            session.add(row)
-        return row
+            session.execute(select(1))
+    except UNAVAILABLE_ERRORS as exc:
+        raise StoreUnavailableError("the database is unavailable") from exc
+
+
+def _remember(
+    services: Services,
+    provider: str,
+    user_ref: str,
+    created: CreatedSession,
+    pauses: tuple[float, ...],
+) -> VerificationSession:
+    """Record the session just created, trying again after each of `pauses` while the database
+    is unavailable; then abandon it (logged) with StoreUnavailableError."""
+    from receiver.exceptions import StoreUnavailableError
+    from receiver.store.db import UNAVAILABLE_ERRORS
 
     for pause in pauses:
         try:
-            return record(), created.start_url
+            return _record(services, provider, user_ref, created)
         except UNAVAILABLE_ERRORS:
             time.sleep(pause)
     try:
-        return record(), created.start_url
+        return _record(services, provider, user_ref, created)
     except UNAVAILABLE_ERRORS as exc:
         shown = created.session_id if created.session_id != user_ref else "(its user ref)"
         log.warning(  # never a user ref (idvapi's session id is the user's ref)
@@ -128,3 +133,27 @@ def create_session(
             extra={"provider": provider, "reason": type(exc).__name__},
         )
         raise StoreUnavailableError("the database is unavailable") from exc
+
+
+def _record(
+    services: Services, provider: str, user_ref: str, created: CreatedSession
+) -> VerificationSession:
+    """Write (or complete) the row of a session the provider created: its user, the digest of
+    its callback state and its first check."""
+    from receiver.canonical import utc
+    from receiver.providers.docverify import state_digest
+    from reconciler.planner import first_check
+
+    policy = policies(services.settings)[provider]
+    now = utcnow()
+    with transaction(services.engine) as session:
+        row = session_row(session, provider, created.session_id)
+        row = row or VerificationSession(
+            provider=provider, session_id=created.session_id, created_at=now
+        )
+        row.user_ref = row.user_ref or user_ref
+        row.state_digest = state_digest(created.state) if created.state else row.state_digest
+        row.next_check_at = row.next_check_at or first_check(policy, utc(row.created_at))
+        row.updated_at = now
+        session.add(row)
+    return row

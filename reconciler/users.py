@@ -15,7 +15,7 @@ from receiver.store import dialects
 from receiver.store.ledger_models import Notification
 from receiver.store.models import UserRecord, VerificationSession, table_of, utcnow
 from reconciler.audit.chain import AuditDraft
-from reconciler.ordering import SessionStatus, user_status
+from reconciler.ordering import SessionStatus, UserStatus, user_status
 
 NOTIFICATION_TYPE = "verification.user_status.changed"
 
@@ -75,24 +75,7 @@ def refresh_users(
             continue
         record["updated_at"] = now
         changed.append(record)
-        deciding = next(
-            r for r in rows if (r.provider, r.session_id) == (derived.provider, derived.session_id)
-        )
-        drafts.append(
-            AuditDraft(
-                actor=actor,
-                source="replay" if replay else (deciding.last_source or "webhook"),
-                subject="user",
-                provider=derived.provider,
-                session_id=derived.session_id,
-                user_ref=user_ref,
-                previous_status=before[0],
-                new_status=after[0],
-                decided_by=after[1],
-                event_id=deciding.last_event_id,
-                reason="user rule",
-            )
-        )
+        drafts.append(_user_change(rows, derived, user_ref, before[0], actor=actor, replay=replay))
         if notify:
             notifications.append(_notification(record, before[0]))
     if changed:
@@ -171,3 +154,32 @@ def _notification(record: dict[str, Any], previous: str | None) -> dict[str, obj
         "created_at": now,
         "next_attempt_at": now,
     }
+
+
+def _user_change(
+    rows: list[Any],
+    derived: UserStatus,
+    user_ref: str,
+    previous: str | None,
+    *,
+    actor: str,
+    replay: bool,
+) -> AuditDraft:
+    """The audit draft of a user's new status, naming the session (among `rows`) that decided
+    it and the source of that session's last event."""
+    deciding = next(
+        r for r in rows if (r.provider, r.session_id) == (derived.provider, derived.session_id)
+    )
+    return AuditDraft(
+        actor=actor,
+        source="replay" if replay else (deciding.last_source or "webhook"),
+        subject="user",
+        provider=derived.provider,
+        session_id=derived.session_id,
+        user_ref=user_ref,
+        previous_status=previous,
+        new_status=derived.status.value,
+        decided_by=derived.decided_by.value,
+        event_id=deciding.last_event_id,
+        reason="user rule",
+    )

@@ -285,7 +285,7 @@ def make_services(  # type: ignore[no-untyped-def]
     for services in built:
         services.flush_refusals()  # now, not into the next test's tables a second later
         if services._ingest is not None:
-            services._ingest[1].close()  # the writer's kept connection, back to the shared pool
+            services._ingest[0].close()  # the writer's kept connection, back to the shared pool
         if services._redis is not None:
             services._redis.close()
     jobs.use_services(None)

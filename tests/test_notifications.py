@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from app import create_app
 from receiver.store.ledger_models import Notification, NotificationAttempt
 from receiver.store.models import utcnow
-from reconciler import jobs, notify
+from reconciler import backoff, jobs, notify
 from reconciler.cli import notifications as notify_cli
 from reconciler.drain import drain_ready_events
 from reconciler.worker_loop import PromptWorker
@@ -136,7 +136,7 @@ def test_retries_after_500s_keep_the_webhook_id(
     engine,  # type: ignore[no-untyped-def]
     monkeypatch,
 ):
-    monkeypatch.setattr(notify, "BACKOFF_BASE_SECONDS", 0.0)  # retries are due at once
+    monkeypatch.setattr(backoff, "BACKOFF_BASE_SECONDS", 0.0)  # retries are due at once
     receiver.fail_next(2)
     change_status(client, notifying, "processing", "user-r1", T0)
     for _ in range(6):  # each burst: the scheduler enqueues the retry, the worker runs it
@@ -160,7 +160,7 @@ def test_failure_backs_off_and_the_sweep_finds_due_ones(client, notifying, recei
     [attempt] = attempts_of(engine, row.id)
     assert (row.state, row.attempts, row.last_error) == ("pending", 1, "HTTP 500")
     assert (attempt.status_code, attempt.error) == (500, "HTTP 500")
-    assert row.next_attempt_at - attempt.at == timedelta(seconds=notify.BACKOFF_BASE_SECONDS)
+    assert row.next_attempt_at - attempt.at == timedelta(seconds=backoff.BACKOFF_BASE_SECONDS)
     scheduled = ScheduledJobRegistry(notifying.settings.queue_name, connection=notifying.redis)
     assert len(scheduled.get_job_ids()) == 1
     change_status(client, notifying, "verified", "user-s1", T0 + 10)  # due, but behind row

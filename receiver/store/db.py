@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlmodel import Session
 
@@ -23,10 +23,22 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
+    DisconnectionError,
     PoolTimeoutError,
 )
-"""What an unreachable (down, restarting, overloaded) database raises: worth a retry later,
-unlike a bad statement or a constraint violation."""
+"""What a database that cannot be used right now raises (unreachable, restarting, shutting down,
+locked, its connection pool exhausted): worth a retry later (503 with Retry-After, the drain's
+pause), unlike a bad statement, a constraint violation or a value a column refuses, which a retry
+would only repeat. The one definition: the receiver, the writer, the drain and the API use it
+(`is_unavailable` adds a statement whose connection was lost)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database is unusable rather than the statement wrong: one of
+    UNAVAILABLE_ERRORS, or any driver error that invalidated its connection."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def is_sqlite(engine: Engine) -> bool:

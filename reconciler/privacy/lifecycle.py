@@ -199,48 +199,9 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
     alias = pseudonym(user_ref)
     with transaction(services.engine) as session:
         conn = session.connection()
-        session_pks = list(
-            conn.execute(
-                select(col(VerificationSession.id)).where(
-                    col(VerificationSession.user_ref) == user_ref
-                )
-            ).scalars()
-        )
-        sessions = conn.execute(
-            update(VerificationSession)
-            .where(col(VerificationSession.user_ref) == user_ref)
-            .values(user_ref=alias)
-        ).rowcount
-        observations = (
-            conn.execute(
-                update(_OBSERVATIONS)
-                .where(_OBSERVATIONS.c.session_pk.in_(session_pks))
-                .values(details_blob=None, key_id=None)
-            ).rowcount
-            if session_pks
-            else 0
-        )
-        session_ids = (
-            conn.execute(
-                select(
-                    col(VerificationSession.provider), col(VerificationSession.session_id)
-                ).where(col(VerificationSession.id).in_(session_pks))
-            ).all()
-            if session_pks
-            else []
-        )
+        sessions, observations, session_ids = _erase_sessions(conn, user_ref, alias)
         events = _shred_events(conn, user_ref, alias, session_ids)
-        conn.execute(
-            update(VerificationSession)
-            .where(col(VerificationSession.session_id) == user_ref)
-            .values(session_id=alias)
-        )
-        conn.execute(
-            update(_EVENTS).where(_EVENTS.c.session_id == user_ref).values(session_id=alias)
-        )
-        conn.execute(
-            update(AuditEntry).where(col(AuditEntry.session_id) == user_ref).values(session_id=None)
-        )
+        _replace_ref_used_as_session_id(conn, user_ref, alias)
         notifications = conn.execute(
             delete(Notification).where(col(Notification.user_ref) == user_ref)
         ).rowcount
@@ -248,24 +209,7 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
             update(AuditEntry).where(col(AuditEntry.user_ref) == user_ref).values(user_ref=None)
         ).rowcount
         conn.execute(delete(UserRecord).where(col(UserRecord.user_ref) == user_ref))
-        append_audit(
-            session,
-            [
-                AuditDraft(
-                    actor=actor,
-                    source="operator",
-                    subject="user",
-                    provider=None,
-                    session_id=None,
-                    user_ref=None,
-                    previous_status=None,
-                    new_status=None,
-                    decided_by=None,
-                    event_id=None,
-                    reason=f"erased personal data of {alias}",
-                )
-            ],
-        )
+        append_audit(session, [_erasure_entry(actor, alias)])
     _leave_no_copy(services)
     return ErasureStats(
         user_ref_digest=alias,
@@ -274,6 +218,66 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
         sessions=sessions,
         notifications=notifications,
         audit_entries=audit,
+    )
+
+
+def _erase_sessions(
+    conn: Connection, user_ref: str, alias: str
+) -> tuple[int, int, Sequence[Row[str, str]]]:
+    """Put `alias` for `user_ref` on their sessions and drop their observations' details: the
+    counts of both, and the sessions' (provider, session id)."""
+    session_pks = list(
+        conn.execute(
+            select(col(VerificationSession.id)).where(col(VerificationSession.user_ref) == user_ref)
+        ).scalars()
+    )
+    sessions = conn.execute(
+        update(VerificationSession)
+        .where(col(VerificationSession.user_ref) == user_ref)
+        .values(user_ref=alias)
+    ).rowcount
+    if not session_pks:
+        return sessions, 0, []
+    observations = conn.execute(
+        update(_OBSERVATIONS)
+        .where(_OBSERVATIONS.c.session_pk.in_(session_pks))
+        .values(details_blob=None, key_id=None)
+    ).rowcount
+    session_ids = conn.execute(
+        select(col(VerificationSession.provider), col(VerificationSession.session_id)).where(
+            col(VerificationSession.id).in_(session_pks)
+        )
+    ).all()
+    return sessions, observations, session_ids
+
+
+def _replace_ref_used_as_session_id(conn: Connection, user_ref: str, alias: str) -> None:
+    """Where the ref was a session id too: `alias` on sessions and events, none in the audit."""
+    conn.execute(
+        update(VerificationSession)
+        .where(col(VerificationSession.session_id) == user_ref)
+        .values(session_id=alias)
+    )
+    conn.execute(update(_EVENTS).where(_EVENTS.c.session_id == user_ref).values(session_id=alias))
+    conn.execute(
+        update(AuditEntry).where(col(AuditEntry.session_id) == user_ref).values(session_id=None)
+    )
+
+
+def _erasure_entry(actor: str, alias: str) -> AuditDraft:
+    """The audit entry recording an erasure (naming only the pseudonym)."""
+    return AuditDraft(
+        actor=actor,
+        source="operator",
+        subject="user",
+        provider=None,
+        session_id=None,
+        user_ref=None,
+        previous_status=None,
+        new_status=None,
+        decided_by=None,
+        event_id=None,
+        reason=f"erased personal data of {alias}",
     )
 
 

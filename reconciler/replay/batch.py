@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -11,10 +12,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from receiver.exceptions import DecryptionError
+from receiver.providers.base import Parsed
 from receiver.services import Services
 from receiver.store.models import EventState, InboundEvent, OutboxEntry, table_of, utcnow
-from reconciler.apply import parse_event
-from reconciler.drain import DrainStats, apply_batch, backoff_seconds
+from reconciler.backoff import backoff_seconds
+from reconciler.drain import DrainStats, apply_batch, reparse
 from reconciler.replay.effects import Effect, session_states, user_states
 
 FAILURES_LIST_LIMIT = 100
@@ -39,6 +41,17 @@ def _upsert_outbox(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(stmt, sorted(rows, key=lambda r: r["event_id"]))
 
 
+@dataclass
+class _LookAhead:
+    """What re-parsing a replay's events before applying them tells."""
+
+    to_apply: list[int] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
+    """Events that cannot be applied at all (a missing key), with their error."""
+    session_keys: set[tuple[str, str]] = field(default_factory=set)
+    user_refs: set[str] = field(default_factory=set)
+
+
 def replay_batch(
     session: Session, services: Services, event_ids: Iterable[int], effect: Effect
 ) -> DrainStats:
@@ -55,37 +68,62 @@ def replay_batch(
             select(InboundEvent).where(col(InboundEvent.id).in_(ids)).order_by(col(InboundEvent.id))
         ).scalars()
     )
-    to_apply: list[int] = []
-    failures: dict[int, str] = {}
-    session_keys: set[tuple[str, str]] = set()
-    user_refs: set[str] = set()
+    ahead = _look_ahead(services, events)
+    sessions_before = session_states(session, ahead.session_keys)
+    user_refs = ahead.user_refs | _users_of(sessions_before)
+    users_before = user_states(session, user_refs)
+
+    _reset(session, services, ids, ahead, effect)
+    for event in events:  # their ORM copies predate these updates
+        session.expire(event)
+    stats = DrainStats()
+    if ahead.to_apply:
+        apply_batch(session, services, ahead.to_apply, stats, replay=True)
+
+    sessions_after = session_states(session, ahead.session_keys)
+    user_refs |= _users_of(sessions_after)
+    users_after = user_states(session, user_refs)
+    effect.add_counts(stats, len(events), len(ahead.failures))
+    effect.add_changes("sessions", sessions_before, sessions_after)
+    effect.add_changes("users", users_before, users_after)
+    return stats
+
+
+def _look_ahead(services: Services, events: list[InboundEvent]) -> _LookAhead:
+    """Re-parse each event as the worker will: the sessions and users it touches, and whether
+    it can be applied (one that does not parse can: `apply_batch` quarantines it)."""
+    ahead = _LookAhead()
     for event in events:
         assert event.id is not None
         if event.session_id:
-            session_keys.add((event.provider, event.session_id))
+            ahead.session_keys.add((event.provider, event.session_id))
         if event.user_ref:
-            user_refs.add(event.user_ref)
-        provider = services.providers.get(event.provider)
-        if provider is None:
-            to_apply.append(event.id)  # `apply_batch` quarantines it, as the worker does
-            continue
+            ahead.user_refs.add(event.user_ref)
         try:
-            parsed = parse_event(event, provider, services.keyring)
+            parsed = reparse(services, event)
         except DecryptionError as exc:  # a missing key: failed and retried, as the worker does
-            failures[event.id] = f"{type(exc).__name__}: {str(exc)[:500]}"
+            ahead.failures[event.id] = f"{type(exc).__name__}: {str(exc)[:500]}"
             continue
-        except Exception:  # ParseError or a parser crash: `apply_batch` quarantines it with
-            to_apply.append(event.id)  # today's message, as the worker does
-            continue
-        to_apply.append(event.id)
-        if parsed.session_id:
-            session_keys.add((event.provider, parsed.session_id))
-        if parsed.user_ref:
-            user_refs.add(parsed.user_ref)
-    sessions_before = session_states(session, session_keys)
-    user_refs |= {meta["user_ref"] for _, meta in sessions_before.values() if meta["user_ref"]}
-    users_before = user_states(session, user_refs)
+        ahead.to_apply.append(event.id)
+        if isinstance(parsed, Parsed):
+            if parsed.session_id:
+                ahead.session_keys.add((event.provider, parsed.session_id))
+            if parsed.user_ref:
+                ahead.user_refs.add(parsed.user_ref)
+    return ahead
 
+
+def _users_of(states: dict[str, tuple[Any, dict[str, Any]]]) -> set[str]:
+    """The user refs of sessions' states (`session_states`)."""
+    return {meta["user_ref"] for _, meta in states.values() if meta["user_ref"]}
+
+
+def _reset(
+    session: Session, services: Services, ids: list[int], ahead: _LookAhead, effect: Effect
+) -> None:
+    """Put the events to apply back in the outbox, fresh; mark the failures failed, in the
+    outbox with the worker's backoff while it retries (listed in `effect`)."""
+    failures, to_apply = ahead.failures, ahead.to_apply
     now = utcnow()
     retry_at = now + timedelta(seconds=backoff_seconds(1))
     retried = services.settings.apply_max_attempts > 1  # else a failure leaves the outbox
@@ -120,17 +158,3 @@ def replay_batch(
         )
         if len(effect.failures) < FAILURES_LIST_LIMIT:
             effect.failures.append({"event_id": event_id, "error": message})
-    for event in events:  # their ORM copies predate these updates
-        session.expire(event)
-
-    stats = DrainStats()
-    if to_apply:
-        apply_batch(session, services, to_apply, stats, replay=True)
-
-    sessions_after = session_states(session, session_keys)
-    user_refs |= {meta["user_ref"] for _, meta in sessions_after.values() if meta["user_ref"]}
-    users_after = user_states(session, user_refs)
-    effect.add_counts(stats, len(events), len(failures))
-    effect.add_changes("sessions", sessions_before, sessions_after)
-    effect.add_changes("users", users_before, users_after)
-    return stats

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from receiver.services import Services
-from receiver.store.db import is_sqlite, sqlite_write_lock, transaction
+from receiver.store.db import UNAVAILABLE_ERRORS, is_sqlite, sqlite_write_lock, transaction
 from receiver.store.models import InboundEvent, utcnow
 from receiver.store.replay_models import Replay, ReplayState
 from reconciler import notify
@@ -205,7 +204,7 @@ def _with_retries(services: Services, replay_id: int, limit: int) -> tuple[Repla
     for attempt in range(1, BATCH_RETRIES + 1):
         try:
             return _run_batch(services, replay_id, limit)
-        except OperationalError:
+        except UNAVAILABLE_ERRORS:
             if attempt == BATCH_RETRIES:
                 raise
             log.warning("replay batch hit a transient database error; retrying")
