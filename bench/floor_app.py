@@ -53,7 +53,7 @@ def _connect(url: str) -> Any:
     if url.startswith("sqlite:///"):
         conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # what verihook's SQLite store uses
+        conn.execute("PRAGMA synchronous=FULL")  # durable at commit, as verihook's SQLite store
         conn.execute("PRAGMA busy_timeout=10000")
         return conn
     import psycopg

@@ -149,3 +149,17 @@ def test_an_unreachable_database_is_store_unavailable(backend, tmp_path):  # typ
     finally:
         dead.dispose()
     assert all(isinstance(r, StoreUnavailableError) for r in results), results
+
+
+def test_sqlite_commits_reach_the_disk_before_the_answer(tmp_path):  # type: ignore[no-untyped-def]
+    """A delivery is answered 2xx after its commit, and on SQLite a commit is on disk only with
+    `synchronous=FULL` in WAL mode (NORMAL loses the last commits on a power loss): both the
+    ingest engine and the others use it."""
+    from receiver.store.db import make_engine
+
+    url = f"sqlite:///{tmp_path / 'durable.db'}"
+    for engine in (make_engine(url), make_ingest_engine(url)):
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+            assert connection.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL
+        engine.dispose()
