@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # imported inside create_app: `verihook --help` needs none of
     from flask import Flask
     from flask.cli import AppGroup
 
-    from receiver.requests import ViewResult
+    from receiver.request_rules import ViewResult
     from receiver.services import Services
     from receiver.settings import Settings
 
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """Build the Flask app from settings (read from the environment when not given)."""
     from flask import Flask
 
-    from receiver import health, requests, webhooks
+    from receiver import health, request_rules, webhooks
     from receiver.logs import configure_logging
     from receiver.services import Services, init_app
     from receiver.settings import load_settings
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     flask_app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1  # see read_body
     services = services or Services.build(settings)
     init_app(flask_app, services)
-    requests.init_app(flask_app)
+    request_rules.init_app(flask_app)
     webhooks.init_app(flask_app, services)
     api.init_app(flask_app)
     flask_app.register_blueprint(health.bp)
@@ -118,12 +118,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 def _register_error_handlers(flask_app: Flask) -> None:
     """JSON errors without internals for every HTTP error and any unexpected exception; 503
     with Retry-After when the database is unreachable (the console has its own page). The 503
-    and 500 are receiver/requests.py's, which the inbound front gives webhooks too."""
+    and 500 are receiver/request_rules.py's, which the inbound front gives webhooks too."""
     from flask import jsonify
     from werkzeug.exceptions import HTTPException
 
     from receiver.exceptions import StoreUnavailableError
-    from receiver.requests import internal_error_answer, unavailable_answer
+    from receiver.request_rules import internal_error_answer, unavailable_answer
     from receiver.store.db import UNAVAILABLE_ERRORS
 
     @flask_app.errorhandler(HTTPException)

@@ -76,8 +76,8 @@ def store_events(services: Services, count: int, per_session: int) -> float:
 
 
 def outbox_size(services: Services) -> int:
-    with Session(services.engine) as session:
-        return session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
+    with Session(services.engine) as db:
+        return db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
 
 
 def run(backend: str, events: int, workers: int, batch: int, per_session: int) -> dict:
@@ -101,8 +101,8 @@ def run(backend: str, events: int, workers: int, batch: int, per_session: int) -
         for proc in procs:
             proc.communicate(timeout=600)
         elapsed = time.perf_counter() - started
-        with Session(engine) as session:
-            done = session.execute(
+        with Session(engine) as db:
+            done = db.execute(
                 select(func.count())
                 .select_from(InboundEvent)
                 .where(InboundEvent.state.in_(["applied", "superseded"]))

@@ -174,5 +174,5 @@ class Stack:
 
     def count_events(self) -> int:
         """Stored inbound events."""
-        with Session(self.engine) as session:
-            return session.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
+        with Session(self.engine) as db:
+            return db.execute(select(func.count()).select_from(InboundEvent)).scalar_one()

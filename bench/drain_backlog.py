@@ -101,8 +101,8 @@ def fill(services: Services, count: int, per_session: int, tag: str) -> float:
     return time.perf_counter() - started
 
 
-def outbox_size(session: Session) -> int:
-    return session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
+def outbox_size(db: Session) -> int:
+    return db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
 
 
 def drain(services: Services, backlog: int, explain: bool, cap: float) -> dict[str, Any]:
@@ -118,10 +118,10 @@ def drain(services: Services, backlog: int, explain: bool, cap: float) -> dict[s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    with Session(services.engine) as session:
+    with Session(services.engine) as db:
         while child.poll() is None:
-            left = outbox_size(session)
-            session.rollback()
+            left = outbox_size(db)
+            db.rollback()
             samples.append((time.perf_counter() - started, left))
             if explain and not plans and left <= backlog // 2:
                 plans = explain_plans(services)
@@ -130,8 +130,8 @@ def drain(services: Services, backlog: int, explain: bool, cap: float) -> dict[s
     elapsed = time.perf_counter() - started
     if child.returncode != 0:
         raise RuntimeError(f"the draining worker failed: {err.decode()[-2000:]}")
-    with Session(services.engine) as session:
-        left = outbox_size(session)
+    with Session(services.engine) as db:
+        left = outbox_size(db)
     samples.append((elapsed, left))
     done = backlog - left
     return {
@@ -165,8 +165,8 @@ def explain_plans(services: Services) -> dict[str, str]:
     from reconciler.sessions import lock_query
     from reconciler.users import sessions_of_users
 
-    with Session(services.engine) as session:
-        rows = session.execute(
+    with Session(services.engine) as db:
+        rows = db.execute(
             select(InboundEvent.provider, InboundEvent.session_id, InboundEvent.user_ref)
             .join(OutboxEntry, OutboxEntry.event_id == InboundEvent.id)
             .order_by(OutboxEntry.event_id)
@@ -175,7 +175,7 @@ def explain_plans(services: Services) -> dict[str, str]:
         refs = {(p, s): u for p, s, u in rows}
         users = sorted({u for _, _, u in rows if u})
         found = {}
-        dialect = session.get_bind().dialect
+        dialect = db.get_bind().dialect
         for name, query in (
             ("lock_sessions", lock_query(refs, dialect)),
             ("sessions_of_users", sessions_of_users(users)),
@@ -187,9 +187,9 @@ def explain_plans(services: Services) -> dict[str, str]:
             prefix = "EXPLAIN QUERY PLAN "
             if dialect.name == "postgresql":
                 prefix = "EXPLAIN (ANALYZE, BUFFERS) "
-            result = session.connection().exec_driver_sql(prefix + str(compiled), params)
+            result = db.connection().exec_driver_sql(prefix + str(compiled), params)
             found[name] = "\n".join(" | ".join(str(c) for c in r) for r in result)
-        session.rollback()
+        db.rollback()
     return found
 
 

@@ -30,14 +30,14 @@ from receiver.store.models import InboundEvent, OutboxEntry
 
 
 def outbox_depth(stack: Stack) -> int:
-    with Session(stack.engine) as session:
-        return session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
+    with Session(stack.engine) as db:
+        return db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
 
 
 def applied_latencies(stack: Stack) -> tuple[list[float], float]:
     """receipt→applied seconds of every applied event, and the span of applied_at."""
-    with Session(stack.engine) as session:
-        rows = session.execute(
+    with Session(stack.engine) as db:
+        rows = db.execute(
             select(InboundEvent.received_at, InboundEvent.applied_at).where(
                 InboundEvent.applied_at.is_not(None)
             )

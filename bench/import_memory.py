@@ -31,7 +31,7 @@ STEPS = [
 
 APP_PARTS = [
     "receiver.webhooks",
-    "receiver.requests",
+    "receiver.request_rules",
     "receiver.health",
     "reconciler.console",
     "receiver.services",

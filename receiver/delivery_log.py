@@ -31,8 +31,8 @@ class DeliveryLog:
 
     def delivery(self, request: tuple[str, str, int, float], fields: dict[str, object]) -> None:
         """Log one delivery: `request` is (method, route template, status, milliseconds), made by
-        `receiver.requests.access_line`; `fields` the delivery's provider, outcome, event_id and
-        perhaps reason."""
+        `receiver.request_rules.access_line`; `fields` the delivery's provider, outcome,
+        event_id and perhaps reason."""
         if not log.isEnabledFor(logging.INFO):
             return
         if self.per_second:

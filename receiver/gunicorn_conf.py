@@ -2,7 +2,7 @@
 
 Providers give up after 10 s (iDenfy, idvapi), so a request may never take longer than 8 s.
 gunicorn's access log is off: the app logs each request itself by its route template, never the
-path or query string as sent (receiver/requests.py), and gunicorn's own lines leave the request
+path or query string as sent (receiver/request_rules.py), and gunicorn's own lines leave the request
 out too: `pre_request` below replaces the default hook that logs every path at debug, and
 receiver/gunicorn_worker.py keeps the request line out of the refusals it logs. Metrics from
 every worker are aggregated through PROMETHEUS_MULTIPROC_DIR (default `var/prometheus`, emptied
@@ -73,7 +73,11 @@ logconfig_dict = {
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "receiver.logs.JsonFormatter"}},
     "handlers": {
-        "json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+        "json": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
     },
     "root": {"level": _LOG_LEVEL, "handlers": ["json"]},
     "loggers": {

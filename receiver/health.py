@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.metrics import HEARTBEAT, render
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import Services, get_services
 from receiver.store.migrate import is_at_head
 

@@ -53,8 +53,8 @@ def stored_state_lookup(engine: Engine, provider: str) -> Callable[[str], str | 
     """A callback that reads the `state` digest stored for one of `provider`'s sessions."""
 
     def lookup(session_id: str) -> str | None:
-        with transaction(engine) as session:
-            return session.execute(
+        with transaction(engine) as db:
+            return db.execute(
                 select(col(VerificationSession.state_digest)).where(
                     col(VerificationSession.provider) == provider,
                     col(VerificationSession.session_id) == session_id,

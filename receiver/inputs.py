@@ -1,7 +1,7 @@
 """What input from outside may be: one rule for refs and ids, one for JSON, at every entrance.
 
 Pure: no I/O. Webhooks (receiver/providers/base.py), the API's bodies, query strings and path
-parameters (reconciler/api/, the `ref` URL converter of receiver/requests.py), the console and
+parameters (reconciler/api/, the `ref` URL converter of receiver/request_rules.py), the console and
 the CLI all use these, on SQLite and PostgreSQL alike:
 
 - A **ref or id** (a user ref, a session id) is 1 to MAX_REF_LENGTH characters, not only white

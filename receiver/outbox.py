@@ -35,18 +35,18 @@ def flush_outbox(
     """
     now = utcnow()
     cutoff = now - timedelta(seconds=grace_seconds)
-    with transaction(engine) as session:
-        ready = session.execute(
+    with transaction(engine) as db:
+        ready = db.execute(
             select(func.count())
             .select_from(OutboxEntry)
             .where(col(OutboxEntry.available_at) <= now, col(OutboxEntry.created_at) <= cutoff)
         ).scalar_one()
-        pending = session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
+        pending = db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
     if not ready:
         return FlushResult(pending=pending, woken=0, job_id=None)
     job_id = enqueue_drain(redis, queue_name)
-    with transaction(engine) as session:
-        session.execute(
+    with transaction(engine) as db:
+        db.execute(
             update(OutboxEntry)
             .where(col(OutboxEntry.available_at) <= now, col(OutboxEntry.created_at) <= cutoff)
             .values(enqueued_at=now)

@@ -91,10 +91,10 @@ class RefusalLedger:
         if not taken:
             return True
         try:
-            with transaction(self._engine) as session:
-                add_refusals(session, [Refusals(*key, *value) for key, value in taken.items()])
+            with transaction(self._engine) as db:
+                add_refusals(db, [Refusals(*key, *value) for key, value in taken.items()])
                 if time.monotonic() - self._pruned_at >= PRUNE_EVERY_SECONDS:
-                    prune_refusals(session, now=self._clock())
+                    prune_refusals(db, now=self._clock())
                     self._pruned_at = time.monotonic()
         except Exception as exc:  # the database's trouble: keep the counts, try again later
             self._put_back(taken)

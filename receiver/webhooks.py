@@ -5,7 +5,7 @@ Two shells call it:
 - `InboundFront`, a WSGI middleware in front of the Flask app (`init_app` always installs it),
   serves `POST /webhooks/<name>` and `POST /webhooks/<name>/<segment>`, the path every provider
   delivery takes, without Flask's per-request machinery (request context, URL map, hooks). It
-  calls the functions of receiver/requests.py that Flask's hooks and error handlers call for
+  calls the functions of receiver/request_rules.py that Flask's hooks and error handlers call for
   every other route: request id, URL check, access line, 503 and 500;
 - the blueprint's browser callbacks (`GET /callbacks/<name>`, which redirect).
 The blueprint also holds the webhook URLs as rules without a view: the front answers every POST
@@ -33,7 +33,7 @@ from receiver.ingest import IngestResult, Outcome, ingest
 from receiver.metrics import AUTH_FAILURES, DELIVERIES, INGEST_SECONDS, inc
 from receiver.providers import get_provider
 from receiver.providers.base import HEADER_LINES_KEY, Delivery, Provider, separate_header_lines
-from receiver.requests import (
+from receiver.request_rules import (
     CURRENT_REQUEST_ID,
     adopt_request_id,
     internal_error_answer,
@@ -56,7 +56,7 @@ WEBHOOK_PATH = re.compile(r"/webhooks/([^/]+)(?:/([^/]+))?")
 WEBHOOK_RULE = "/webhooks/<name>"
 WEBHOOK_SEGMENT_RULE = "/webhooks/<name>/<segment>"
 """The blueprint's webhook rules; the inbound front logs these templates, as Flask's access log
-does (receiver/requests.py), never the path as sent (it may carry idvapi's token)."""
+does (receiver/request_rules.py), never the path as sent (it may carry idvapi's token)."""
 
 _ANSWERS = {
     401: "unauthenticated",
@@ -233,7 +233,7 @@ def webhook_answer(taken: Taken) -> Response:
 # ------------------------------------------------------------------------ the Flask routes
 
 # The webhook URLs, without a view: InboundFront serves every POST to them (see the module
-# docstring); reconciler/api/inbound.py describes the endpoint in the OpenAPI document.
+# docstring); reconciler/api/inbound_openapi.py describes the endpoint in the OpenAPI document.
 bp.add_url_rule(WEBHOOK_RULE, endpoint="webhook", methods=["POST"])
 bp.add_url_rule(WEBHOOK_SEGMENT_RULE, endpoint="webhook", methods=["POST"])
 
@@ -284,7 +284,7 @@ class InboundFront:
     Only `POST /webhooks/<name>[/<segment>]` is taken here (the method in any case, as Flask's
     URL map matches it: Flask never reaches these rules with a POST); every other request goes
     on to the Flask app unchanged. The request id, URL check, access line and 5xx answers are
-    those of every Flask route (receiver/requests.py).
+    those of every Flask route (receiver/request_rules.py).
     """
 
     def __init__(self, app: Flask, services: Services, downstream: WSGIApp) -> None:

@@ -67,7 +67,7 @@ class BatchResult:
     changed_users: set[str] = field(default_factory=set)
 
 
-def claim_ready(session: Session, limit: int) -> list[int]:
+def claim_ready(db: Session, limit: int) -> list[int]:
     """Lock up to `limit` ready outbox rows (others' locked rows are skipped) and return ids."""
     query = (
         select(col(OutboxEntry.event_id))
@@ -76,7 +76,7 @@ def claim_ready(session: Session, limit: int) -> list[int]:
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(session.execute(query).scalars())
+    return list(db.execute(query).scalars())
 
 
 def parse_event(event: InboundEvent, provider: Provider, keyring: Keyring) -> Parsed:
@@ -107,7 +107,7 @@ class _SessionWork:
 
 
 def apply_parsed(
-    session: Session,
+    db: Session,
     parsed_events: dict[int, tuple[InboundEvent, Parsed]],
     *,
     keyring: Keyring,
@@ -118,15 +118,15 @@ def apply_parsed(
 ) -> BatchResult:
     """Apply already-parsed events inside the caller's transaction, with set-based queries."""
     result = BatchResult()
-    _forget_unknown_sessions(session, parsed_events)
+    _forget_unknown_sessions(db, parsed_events)
     refs: dict[SessionKey, str | None] = {}
     for event, parsed in parsed_events.values():
         if parsed.session_id is not None:
             refs.setdefault((event.provider, parsed.session_id), parsed.user_ref)
-    rows = lock_sessions(session, refs)
+    rows = lock_sessions(db, refs)
     hurried: set[int] = set()
     for provider in sorted({e.provider for e, p in parsed_events.values() if p.poll_recent}):
-        hurried |= hurry_recent_sessions(session, provider)
+        hurried |= hurry_recent_sessions(db, provider)
     work = {key: _SessionWork(row, (row.status, row.decided_by)) for key, row in rows.items()}
     for item in work.values():
         item.poll_now = item.row.id in hurried  # else saving the locked row would undo it
@@ -140,7 +140,7 @@ def apply_parsed(
         item = work[(event.provider, parsed.session_id)]
         item.poll_now |= parsed.poll_now
         item.observations.extend((event_id, obs) for obs in parsed.observations)
-    known = _known_keys(session, work.values())
+    known = _known_keys(db, work.values())
     inserts: list[dict[str, object]] = []
     dethroned: list[dict[str, object]] = []
     winners: dict[tuple[str, str], str | None] = {}
@@ -151,20 +151,20 @@ def apply_parsed(
             result.audit.append(_session_audit(item, actor, replay))
         if item.row.user_ref:
             result.changed_users.add(item.row.user_ref)
-    write_sessions(session, [item.row for item in work.values()])
+    write_sessions(db, [item.row for item in work.values()])
     if inserts:
-        session.connection().execute(insert(_OBS), inserts)
+        db.connection().execute(insert(_OBS), inserts)
     if dethroned:
-        session.connection().execute(_DETHRONE, dethroned)
-    _mark_events(session, parsed_events, rows, winners, result)
+        db.connection().execute(_DETHRONE, dethroned)
+    _mark_events(db, parsed_events, rows, winners, result)
     result.audit.extend(
-        refresh_users(session, result.changed_users, actor=actor, replay=replay, notify=notify)
+        refresh_users(db, result.changed_users, actor=actor, replay=replay, notify=notify)
     )
     return result
 
 
 def _forget_unknown_sessions(
-    session: Session, parsed_events: dict[int, tuple[InboundEvent, Parsed]]
+    db: Session, parsed_events: dict[int, tuple[InboundEvent, Parsed]]
 ) -> None:
     """A delivery that may not create a session (a stranger's redirect) names one nobody
     registered: it touches no session at all (DESIGN §3)."""
@@ -175,7 +175,7 @@ def _forget_unknown_sessions(
     }
     if not named:
         return
-    known = existing_sessions(session, named)
+    known = existing_sessions(db, named)
     for event_id, (event, parsed) in list(parsed_events.items()):
         key = (event.provider, parsed.session_id)
         if not parsed.creates_session and key in named and key not in known:
@@ -190,7 +190,7 @@ _DETHRONE = (
 )
 
 
-def _known_keys(session: Session, items: Iterable[_SessionWork]) -> set[tuple[int, str]]:
+def _known_keys(db: Session, items: Iterable[_SessionWork]) -> set[tuple[int, str]]:
     """(session pk, observation key) pairs already recorded, in one query.
 
     By session only (a range of the unique index per session, a few rows each), the keys are
@@ -200,7 +200,7 @@ def _known_keys(session: Session, items: Iterable[_SessionWork]) -> set[tuple[in
     keys = {obs.key for item in items for _, obs in item.observations}
     if not pks:
         return set()
-    rows = session.execute(
+    rows = db.execute(
         select(col(ObservationRecord.session_pk), col(ObservationRecord.observation_key)).where(
             col(ObservationRecord.session_pk).in_(pks)
         )
@@ -308,7 +308,7 @@ def _session_audit(item: _SessionWork, actor: str, replay: bool) -> AuditDraft:
 
 
 def _mark_events(
-    session: Session,
+    db: Session,
     parsed_events: dict[int, tuple[InboundEvent, Parsed]],
     rows: dict[tuple[str, str], SessionRow],
     winners: dict[tuple[str, str], str | None],
@@ -319,7 +319,7 @@ def _mark_events(
     callback or a poll answer never does), so that every user filter finds it."""
     now = utcnow()
     events = table_of(InboundEvent)
-    conn = session.connection()
+    conn = db.connection()
     for event_id, (event, parsed) in parsed_events.items():
         key = (event.provider, parsed.session_id or "")
         keys = {obs.key for obs in parsed.observations}

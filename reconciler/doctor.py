@@ -148,9 +148,9 @@ def diagnose(settings: Settings, engine: Engine, http: httpx.Client, *, now: dat
         since = bucket_of(now - REFUSAL_WINDOW)
         deliveries, refusals = {}, {}
         if database.level is Level.OK:
-            with Session(engine) as session:
-                deliveries = last_deliveries(session, names)
-                refusals = recent_refusals(session, since)
+            with Session(engine) as db:
+                deliveries = last_deliveries(db, names)
+                refusals = recent_refusals(db, since)
         providers = [
             ProviderReport(
                 provider=name,
@@ -211,12 +211,12 @@ def check_database(engine: Engine) -> Check:
     return Check("database", Level.OK, f"{engine.dialect.name}, schema {revision}")
 
 
-def last_deliveries(session: Session, providers: list[str]) -> dict[str, datetime | None]:
+def last_deliveries(db: Session, providers: list[str]) -> dict[str, datetime | None]:
     """When each provider's newest webhook or redirect was received (the newest event id: a
     backward scan of the primary key that stops at the first match)."""
     found: dict[str, datetime | None] = {}
     for name in providers:
-        found[name] = session.execute(
+        found[name] = db.execute(
             select(col(InboundEvent.received_at))
             .where(
                 col(InboundEvent.provider) == name,
@@ -228,10 +228,10 @@ def last_deliveries(session: Session, providers: list[str]) -> dict[str, datetim
     return found
 
 
-def recent_refusals(session: Session, since: datetime) -> dict[str, list[dict[str, Any]]]:
+def recent_refusals(db: Session, since: datetime) -> dict[str, list[dict[str, Any]]]:
     """Refusals counted since `since`, by provider, the most frequent reason first."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for total in refusals_since(session, since):
+    for total in refusals_since(db, since):
         hint = REFUSAL_HINTS.get(total.reason, "see the README, 'Answers to providers'")
         found.setdefault(total.provider, []).append(
             {

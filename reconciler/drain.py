@@ -88,7 +88,7 @@ class _BatchFailed(Exception):
 
 
 def apply_batch(
-    session: Session,
+    db: Session,
     services: Services,
     event_ids: list[int],
     stats: DrainStats,
@@ -103,19 +103,19 @@ def apply_batch(
     metric is counted either: the caller counts `stats` (`record_applied`) once it commits.
     """
     query = select(InboundEvent).where(col(InboundEvent.id).in_(event_ids))
-    events = session.execute(query).scalars()
+    events = db.execute(query).scalars()
     parsed: dict[int, tuple[InboundEvent, Parsed]] = {}
     for event in events:
         assert event.id is not None  # a stored row
         outcome = reparse(services, event)
         if isinstance(outcome, Unparsable):
             _report_unparsable(event, outcome, count_unknown=not replay)
-            _quarantine(session, event, outcome.reason)
+            _quarantine(db, event, outcome.reason)
             stats.quarantined += 1
         else:
             parsed[event.id] = (event, outcome)
     result = apply_parsed(
-        session,
+        db,
         parsed,
         keyring=services.keyring,
         actor=WORKER_ACTOR,
@@ -123,7 +123,7 @@ def apply_batch(
         replay=replay,
         notify=bool(services.settings.notify_url),
     )
-    append_audit(session, result.audit)
+    append_audit(db, result.audit)
     stats.received_at.extend(
         event.received_at
         for event_id, (event, _) in parsed.items()
@@ -184,35 +184,35 @@ def _report_unparsable(event: InboundEvent, why: Unparsable, *, count_unknown: b
         )
 
 
-def _quarantine(session: Session, event: InboundEvent, error: str) -> None:
+def _quarantine(db: Session, event: InboundEvent, error: str) -> None:
     now = utcnow()
-    session.execute(
+    db.execute(
         update(InboundEvent)
         .where(col(InboundEvent.id) == event.id)
         .values(state=EventState.QUARANTINED.value, parse_error=error[:2000], updated_at=now)
     )
-    session.execute(table_of(OutboxEntry).delete().where(col(OutboxEntry.event_id) == event.id))
+    db.execute(table_of(OutboxEntry).delete().where(col(OutboxEntry.event_id) == event.id))
 
 
 def _record_failure(services: Services, event_id: int, error: Exception) -> bool:
     """Mark one event failed; keep its outbox row for a later retry unless out of attempts."""
     message = f"{type(error).__name__}: {str(error)[:500]}"
     now = utcnow()
-    with transaction(services.engine) as session:
-        event = session.get(InboundEvent, event_id)
+    with transaction(services.engine) as db:
+        event = db.get(InboundEvent, event_id)
         if event is None:
             return False
         event.attempts += 1
         event.state, event.last_error, event.updated_at = EventState.FAILED.value, message, now
-        session.add(event)
-        entry = session.get(OutboxEntry, event_id)
+        db.add(event)
+        entry = db.get(OutboxEntry, event_id)
         exhausted = event.attempts >= services.settings.apply_max_attempts
         if entry is not None and exhausted:
-            session.delete(entry)
+            db.delete(entry)
         elif entry is not None:
             entry.attempts = event.attempts
             entry.available_at = now + timedelta(seconds=backoff_seconds(event.attempts))
-            session.add(entry)
+            db.add(entry)
     log.warning(
         "event failed to apply",
         extra={"event_id": event_id, "count": event.attempts, "reason": type(error).__name__},
@@ -296,11 +296,11 @@ def _claim_and_apply(services: Services, size: int) -> DrainStats | None:
     ids: list[int] = []
     applying = False
     try:
-        with transaction(services.engine) as session:
-            ids = claim_ready(session, size)
+        with transaction(services.engine) as db:
+            ids = claim_ready(db, size)
             if ids:
                 applying = True
-                apply_batch(session, services, ids, batch)
+                apply_batch(db, services, ids, batch)
                 applying = False
     except Exception as exc:
         if applying or (ids and not isinstance(exc, UNAVAILABLE_ERRORS)):
@@ -336,10 +336,10 @@ def _apply_one_by_one(services: Services, ids: list[int], stats: DrainStats) -> 
         single = DrainStats()
         applying = False
         try:
-            with transaction(services.engine) as session:
-                if claim_one(session, event_id):
+            with transaction(services.engine) as db:
+                if claim_one(db, event_id):
                     applying = True
-                    apply_batch(session, services, [event_id], single)
+                    apply_batch(db, services, [event_id], single)
                     applying = False
         except Exception as exc:  # a job boundary: record on our row, never mark done
             if not applying and isinstance(exc, UNAVAILABLE_ERRORS):
@@ -355,11 +355,11 @@ def _apply_one_by_one(services: Services, ids: list[int], stats: DrainStats) -> 
         _count_committed(stats, single)
 
 
-def claim_one(session: Session, event_id: int) -> bool:
+def claim_one(db: Session, event_id: int) -> bool:
     """Lock one event's outbox row if it is still there and not locked by another worker."""
     query = (
         select(col(OutboxEntry.event_id))
         .where(col(OutboxEntry.event_id) == event_id)
         .with_for_update(skip_locked=True)
     )
-    return session.execute(query).scalar_one_or_none() is not None
+    return db.execute(query).scalar_one_or_none() is not None

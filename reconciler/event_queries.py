@@ -243,7 +243,7 @@ class ListRequest:
         )
 
 
-def list_events(session: Session, request: ListRequest) -> tuple[list[InboundEvent], str | None]:
+def list_events(db: Session, request: ListRequest) -> tuple[list[InboundEvent], str | None]:
     """A page of events, newest id first, and the cursor of the next page (None at the end)."""
     query = (
         select(InboundEvent)
@@ -254,7 +254,7 @@ def list_events(session: Session, request: ListRequest) -> tuple[list[InboundEve
     )
     if request.before_id is not None:
         query = query.where(col(InboundEvent.id) < request.before_id)
-    rows = list(session.execute(query).scalars())
+    rows = list(db.execute(query).scalars())
     more = len(rows) > request.limit
     rows = rows[: request.limit]
     return rows, encode_cursor(rows[-1].id) if more and rows else None

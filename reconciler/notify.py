@@ -33,8 +33,8 @@ from receiver.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATIONS_EXHAUSTED, inc
 from receiver.services import Services
 from receiver.signatures import sign_standard_webhook
 from receiver.store.db import transaction
-from receiver.store.ledger_models import Notification, NotificationAttempt
 from receiver.store.models import utcnow
+from receiver.store.notification_models import Notification, NotificationAttempt
 from reconciler.backoff import BACKOFF_MAX_SECONDS, backoff_seconds
 from reconciler.job_services import services as job_services
 
@@ -165,9 +165,9 @@ def _deliver_line(
     delivered = 0
     with httpx.Client(timeout=HTTP_TIMEOUT_SECONDS, follow_redirects=False) as http:
         while True:
-            with transaction(services.engine) as session:
+            with transaction(services.engine) as db:
                 head = (
-                    session.execute(
+                    db.execute(
                         select(Notification)
                         .where(
                             col(Notification.user_ref) == user_ref,
@@ -242,11 +242,11 @@ def _record(
 ) -> Notification | None:
     """Record one attempt and its outcome on the notification (None if it is gone)."""
     now = utcnow()
-    with transaction(services.engine) as session:
-        n = session.get(Notification, head.id)
+    with transaction(services.engine) as db:
+        n = db.get(Notification, head.id)
         if n is None:
             return None
-        session.add(
+        db.add(
             NotificationAttempt(notification_id=head.id or 0, at=now, status_code=code, error=error)
         )
         n.attempts, n.last_error = n.attempts + 1, error
@@ -256,7 +256,7 @@ def _record(
             n.state = FAILED
         else:
             n.next_attempt_at = now + timedelta(seconds=delay)
-        session.add(n)
+        db.add(n)
     inc(NOTIFICATION_ATTEMPTS, "delivered" if error is None else "failed")
     if n.state == FAILED:
         inc(NOTIFICATIONS_EXHAUSTED)
@@ -294,9 +294,9 @@ def _schedule_retry(services: Services, n: Notification) -> None:
 def sweep_due_notifications(services: Services) -> int:
     """Wake the notifier for every user whose oldest pending notification is due; how many."""
     earlier = aliased(Notification)
-    with transaction(services.engine) as session:
+    with transaction(services.engine) as db:
         users = set(
-            session.execute(
+            db.execute(
                 select(col(Notification.user_ref))
                 .where(
                     col(Notification.state) == PENDING,
@@ -317,13 +317,13 @@ def sweep_due_notifications(services: Services) -> int:
 
 def resend(services: Services, notification_id: int) -> Notification:
     """Make a failed or delivered notification pending (history kept), or a pending one due now."""
-    with transaction(services.engine) as session:
-        n = session.get(Notification, notification_id)
+    with transaction(services.engine) as db:
+        n = db.get(Notification, notification_id)
         if n is None:
             raise NotificationNotFound(f"no notification with id {notification_id}")
         if n.state != PENDING:
             n.state, n.attempts, n.delivered_at, n.last_error = PENDING, 0, None, None
         n.next_attempt_at = utcnow()
-        session.add(n)
+        db.add(n)
     wake_notifier(services, {n.user_ref})
     return n

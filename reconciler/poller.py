@@ -47,9 +47,9 @@ class PollOutcome:
 
 def due_sessions(services: Services, now: datetime, limit: int) -> list[VerificationSession]:
     """Sessions whose next check is due, oldest first (uses the next_check_at index)."""
-    with transaction(services.engine) as session:
+    with transaction(services.engine) as db:
         return list(
-            session.execute(
+            db.execute(
                 select(VerificationSession)
                 .where(col(VerificationSession.next_check_at) <= now)
                 .order_by(col(VerificationSession.next_check_at))
@@ -60,8 +60,8 @@ def due_sessions(services: Services, now: datetime, limit: int) -> list[Verifica
 
 def claim(services: Services, row: VerificationSession, now: datetime) -> bool:
     """Move the session's due time to a lease, if nobody else did: True when we own it."""
-    with transaction(services.engine) as session:
-        result = session.connection().execute(
+    with transaction(services.engine) as db:
+        result = db.connection().execute(
             update(_SESSIONS)
             .where(_SESSIONS.c.id == row.id, _SESSIONS.c.next_check_at == row.next_check_at)
             .values(next_check_at=now + timedelta(seconds=services.settings.poll_lease_seconds))
@@ -87,8 +87,8 @@ def _set(
 ) -> None:
     """Update the session; with `check` (outcome, time, event id) record it in the same
     transaction."""
-    with transaction(services.engine) as session:
-        connection = session.connection()
+    with transaction(services.engine) as db:
+        connection = db.connection()
         connection.execute(update(_SESSIONS).where(_SESSIONS.c.id == row.id).values(**values))
         if check is not None and row.id is not None:
             record_check(connection, row.id, *check)
@@ -149,8 +149,8 @@ def store_poll_answer(
         user_ref=user_ref,
         parse_error=parse_error,
     )
-    with transaction(services.engine) as session:
-        return store_event(session, event, keyring=services.keyring)
+    with transaction(services.engine) as db:
+        return store_event(db, event, keyring=services.keyring)
 
 
 def says_something_new(row: VerificationSession, parsed: Parsed) -> bool:

@@ -36,5 +36,5 @@ def list_sessions(
         query = query.where(col(VerificationSession.user_ref) == user_ref)
     if overdue:
         query = query.where(col(VerificationSession.overdue).is_(True))
-    with transaction(engine) as session:
-        return list(session.execute(query.limit(limit)).scalars())
+    with transaction(engine) as db:
+        return list(db.execute(query.limit(limit)).scalars())

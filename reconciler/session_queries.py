@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 def find_session(services: Services, provider: str, session_id: str) -> VerificationSession:
     """One session, else LookupError naming it."""
-    with transaction(services.engine) as session:
-        row = session_row(session, provider, session_id)
+    with transaction(services.engine) as db:
+        row = session_row(db, provider, session_id)
     if row is None:
         raise LookupError(f"no {provider} session {session_id!r} is known")
     return row
@@ -99,8 +99,8 @@ def _require_store(services: Services) -> None:
     from receiver.store.db import UNAVAILABLE_ERRORS
 
     try:
-        with transaction(services.engine) as session:
-            session.execute(select(1))
+        with transaction(services.engine) as db:
+            db.execute(select(1))
     except UNAVAILABLE_ERRORS as exc:
         raise StoreUnavailableError("the database is unavailable") from exc
 
@@ -146,8 +146,8 @@ def _record(
 
     policy = policies(services.settings)[provider]
     now = utcnow()
-    with transaction(services.engine) as session:
-        row = session_row(session, provider, created.session_id)
+    with transaction(services.engine) as db:
+        row = session_row(db, provider, created.session_id)
         row = row or VerificationSession(
             provider=provider, session_id=created.session_id, created_at=now
         )
@@ -155,5 +155,5 @@ def _record(
         row.state_digest = state_digest(created.state) if created.state else row.state_digest
         row.next_check_at = row.next_check_at or first_check(policy, utc(row.created_at))
         row.updated_at = now
-        session.add(row)
+        db.add(row)
     return row

@@ -55,18 +55,16 @@ _WRITE = (
 )
 
 
-def write_sessions(session: Session, rows: list[SessionRow]) -> None:
+def write_sessions(db: Session, rows: list[SessionRow]) -> None:
     """Save the apply path's changes to locked sessions (one executemany)."""
     if rows:
-        session.connection().execute(
+        db.connection().execute(
             _WRITE,
             [{"_id": row.id, **{name: getattr(row, name) for name in _WRITABLE}} for row in rows],
         )
 
 
-def lock_sessions(
-    session: Session, refs: dict[SessionKey, str | None]
-) -> dict[SessionKey, SessionRow]:
+def lock_sessions(db: Session, refs: dict[SessionKey, str | None]) -> dict[SessionKey, SessionRow]:
     """Create missing sessions (provider, session id, user ref) and lock the ones that are free.
 
     On PostgreSQL a session locked by another worker's batch is skipped (SKIP LOCKED), not waited
@@ -80,14 +78,14 @@ def lock_sessions(
         {"provider": p, "session_id": s, "user_ref": u, "created_at": now, "updated_at": now}
         for (p, s), u in sorted(refs.items())
     ]
-    session.connection().execute(
-        dialects.insert(session, _TABLE).on_conflict_do_nothing(
+    db.connection().execute(
+        dialects.insert(db, _TABLE).on_conflict_do_nothing(
             index_elements=["provider", "session_id"]
         ),
         rows,
     )
     found = {}
-    for values in session.connection().execute(lock_query(refs, session)):
+    for values in db.connection().execute(lock_query(refs, db)):
         row = SessionRow(*values)
         found[(row.provider, row.session_id)] = row
     learned = {}
@@ -95,7 +93,7 @@ def lock_sessions(
         locked = found.get(key)
         if locked is not None and locked.user_ref is None and user_ref:
             locked.user_ref = learned[key] = user_ref
-    fill_user_refs(session, learned)  # the session's earlier events carry its user ref too
+    fill_user_refs(db, learned)  # the session's earlier events carry its user ref too
     return found
 
 
@@ -114,14 +112,14 @@ def lock_query(refs: Iterable[SessionKey], bind: dialects.Bind) -> Select[Any]:
     )
 
 
-def existing_sessions(session: Session, keys: Iterable[SessionKey]) -> set[SessionKey]:
+def existing_sessions(db: Session, keys: Iterable[SessionKey]) -> set[SessionKey]:
     """Which of these (provider, session id) pairs are known sessions (no lock taken)."""
     wanted = set(keys)
     if not wanted:
         return set()
-    source, condition = dialects.pairs_match(session, _TABLE, _KEY, wanted)
+    source, condition = dialects.pairs_match(db, _TABLE, _KEY, wanted)
     query = select(_TABLE.c.provider, _TABLE.c.session_id).select_from(source).where(condition)
-    return {(p, s) for p, s in session.connection().execute(query)}
+    return {(p, s) for p, s in db.connection().execute(query)}
 
 
 RECENT_WINDOW = timedelta(minutes=30)
@@ -130,7 +128,7 @@ RECENT_LIMIT = 10
 within the window (the newest first), so a stranger's redirects cannot make polls without end."""
 
 
-def hurry_recent_sessions(session: Session, provider: str) -> set[int]:
+def hurry_recent_sessions(db: Session, provider: str) -> set[int]:
     """Make the provider's recently started, unsettled sessions due now; return their ids
     (the caller's own locked rows among them must be made due too, or saving them undoes it).
 
@@ -149,9 +147,9 @@ def hurry_recent_sessions(session: Session, provider: str) -> set[int]:
         .limit(RECENT_LIMIT)
         .with_for_update(skip_locked=True)
     )
-    ids = list(session.connection().execute(query).scalars())
+    ids = list(db.connection().execute(query).scalars())
     if ids:
-        session.connection().execute(
+        db.connection().execute(
             update(_TABLE).where(_TABLE.c.id.in_(ids)).values(next_check_at=now)
         )
     return set(ids)

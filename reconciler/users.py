@@ -12,8 +12,8 @@ from sqlmodel import Session
 
 from receiver.canonical import DecidedBy, Status, utc
 from receiver.store import dialects
-from receiver.store.ledger_models import Notification
 from receiver.store.models import UserRecord, VerificationSession, table_of, utcnow
+from receiver.store.notification_models import Notification
 from reconciler.audit.chain import AuditDraft
 from reconciler.ordering import SessionStatus, UserStatus, user_status
 
@@ -37,7 +37,7 @@ def session_statuses(rows: Iterable[VerificationSession]) -> list[SessionStatus]
 
 
 def refresh_users(
-    session: Session,
+    db: Session,
     user_refs: Iterable[str],
     *,
     actor: str,
@@ -48,11 +48,11 @@ def refresh_users(
     refs = sorted(set(user_refs))
     if not refs:
         return []
-    conn = session.connection()
+    conn = db.connection()
     by_user: dict[str, list[Any]] = {}  # table rows, read like VerificationSession
     for row in conn.execute(sessions_of_users(refs)):
         by_user.setdefault(row.user_ref or "", []).append(row)
-    records, created = _lock_users(session, refs)
+    records, created = _lock_users(db, refs)
     drafts, changed, notifications = [], [], []
     now = utcnow()
     for user_ref in refs:
@@ -104,11 +104,9 @@ def sessions_of_users(refs: list[str]) -> Select[Any]:
     return select(_SESSIONS).where(_SESSIONS.c.user_ref.in_(refs))
 
 
-def _lock_users(
-    session: Session, refs: list[str]
-) -> tuple[dict[str, dict[str, Any]], set[str]]:
+def _lock_users(db: Session, refs: list[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """Insert missing user rows, then lock all of them in order; also return the new ones."""
-    conn = session.connection()
+    conn = db.connection()
     now = utcnow()
     existing = set(
         conn.execute(select(_USERS.c.user_ref).where(_USERS.c.user_ref.in_(refs))).scalars()

@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
-import receiver.store.schema  # noqa: F401
+import receiver.store.all_tables  # noqa: F401
 from app import create_app
 from receiver.providers import build_providers
 from receiver.services import Services
@@ -285,7 +285,7 @@ def make_services(  # type: ignore[no-untyped-def]
     for services in built:
         services.flush_refusals()  # now, not into the next test's tables a second later
         if services._ingest is not None:
-            services._ingest[0].close()  # the writer's kept connection, back to the shared pool
+            services._ingest[0].close()  # the ingest writer and its committer thread
         if services._redis is not None:
             services._redis.close()
     jobs.use_services(None)

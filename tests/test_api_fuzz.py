@@ -106,8 +106,8 @@ def post(client, url: str, body: bytes, headers: dict[str, str]):  # type: ignor
 
 
 def stored_refs_keep_the_rule(services) -> None:  # type: ignore[no-untyped-def]
-    with Session(services.engine) as session:
-        rows = session.execute(
+    with Session(services.engine) as db:
+        rows = db.execute(
             select(VerificationSession.user_ref, VerificationSession.session_id)
         ).all()
     for user_ref, session_id in rows:

@@ -19,8 +19,8 @@ from sqlalchemy import event, select, text
 from sqlmodel import Session
 
 from app import create_app
+from receiver.store.audit_models import AuditEntry, AuditHead
 from receiver.store.db import transaction
-from receiver.store.ledger_models import AuditEntry, AuditHead
 from reconciler import jobs
 from reconciler.api import audit as audit_api
 from reconciler.api import openapi
@@ -98,9 +98,9 @@ def tamper(engine, sql: str, **params: object) -> None:  # type: ignore[no-untyp
 def test_untouched_chain_verifies_with_count_and_head(api, cli):  # type: ignore[no-untyped-def]
     services, client = api
     total = drive_changes(services, client)
-    with Session(services.engine) as session:
-        head = session.get(AuditHead, 1)
-        last = session.execute(select(AuditEntry).order_by(AuditEntry.seq.desc())).scalars().first()
+    with Session(services.engine) as db:
+        head = db.get(AuditHead, 1)
+        last = db.execute(select(AuditEntry).order_by(AuditEntry.seq.desc())).scalars().first()
     assert head is not None and last is not None and (head.seq, last.seq) == (total, total)
 
     for headers in (AUDITOR, OPERATOR):
@@ -140,8 +140,8 @@ def test_an_edited_row_is_named_by_its_seq(api, cli, column):  # type: ignore[no
     services, client = api
     total = drive_changes(services, client)
     victim = total // 2
-    with Session(services.engine) as session:
-        row = session.execute(select(AuditEntry).where(AuditEntry.seq == victim)).scalar_one()
+    with Session(services.engine) as db:
+        row = db.execute(select(AuditEntry).where(AuditEntry.seq == victim)).scalar_one()
     new_value: object = {
         "new_status": "rejected" if row.new_status != "rejected" else "verified",
         "decided_by": "manual" if row.decided_by != "manual" else "auto",
@@ -412,16 +412,16 @@ def insert_entries(engine, n: int = ENTRIES, batch: int = 1000) -> None:  # type
             )
             for i in range(start, min(n, start + batch))
         ]
-        with transaction(engine) as session:
-            append_audit(session, drafts)
+        with transaction(engine) as db:
+            append_audit(db, drafts)
 
 
 def _materialized_peak(engine, sample: int = 1000) -> int:  # type: ignore[no-untyped-def]
     """What holding every entry at once takes (a naive export), from loading `sample` of them."""
     tracemalloc.start()
     try:
-        with Session(engine) as session:
-            some = list(session.execute(select(AuditEntry).limit(sample)).scalars())
+        with Session(engine) as db:
+            some = list(db.execute(select(AuditEntry).limit(sample)).scalars())
         assert len(some) == sample
         return tracemalloc.get_traced_memory()[1] * ENTRIES // sample
     finally:

@@ -44,8 +44,8 @@ JSON = ("Content-Type", "application/json")
 
 def rows(engine: Engine) -> int:
     """Rows in inbound_events."""
-    with Session(engine) as session:
-        return session.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
+    with Session(engine) as db:
+        return db.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
 
 
 def post(client, url: str, body: bytes, headers: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
@@ -480,10 +480,8 @@ def test_idenfy_signed_empty_body_is_quarantined_and_applies_nothing(client, eng
     assert again.get_json() == {"status": "duplicate", "event_id": answer.get_json()["event_id"]}
     stats = drain_ready_events(services)
     assert (stats.applied, stats.failed) == (0, 0)
-    with Session(engine) as session:
-        assert (
-            session.execute(select(func.count()).select_from(VerificationSession)).scalar_one() == 0
-        )
+    with Session(engine) as db:
+        assert db.execute(select(func.count()).select_from(VerificationSession)).scalar_one() == 0
 
 
 def test_idenfy_empty_body_signed_with_an_empty_key_is_refused(client, engine):  # type: ignore[no-untyped-def]
@@ -543,7 +541,8 @@ def test_idvapi_token_with_a_control_character_appended_is_refused_before_authen
     client, engine
 ):
     """NUL, TAB, LF after the token: the receiver refuses any URL holding a control character
-    with 400 before any provider code runs (receiver/requests.py); nothing is stored either way."""
+    with 400 before any provider code runs (receiver/request_rules.py); nothing is stored either
+    way."""
     for variant in (f"{IDVAPI_TOKEN}%00", f"{IDVAPI_TOKEN}%09", f"{IDVAPI_TOKEN}%0A"):
         answer = idvapi(client, variant)
         assert answer.status_code == 400, (variant, answer.status_code)
@@ -566,8 +565,8 @@ def test_idvapi_right_token_outside_the_path_is_not_accepted(client, engine):  #
 
 
 def add_docverify_session(engine: Engine, session_id: str, state: str) -> None:
-    with Session(engine) as session:
-        session.add(
+    with Session(engine) as db:
+        db.add(
             VerificationSession(
                 provider="docverify",
                 session_id=session_id,
@@ -575,7 +574,7 @@ def add_docverify_session(engine: Engine, session_id: str, state: str) -> None:
                 state_digest=hashlib.sha256(state.encode()).hexdigest(),
             )
         )
-        session.commit()
+        db.commit()
 
 
 def test_docverify_state_of_another_session_is_refused(client, engine):  # type: ignore[no-untyped-def]

@@ -122,8 +122,8 @@ def shop(make_services, redis_server):  # type: ignore[no-untyped-def]
         body = signing.contiguity_event("verified", f"vs_{index}", user_ref=f"u{index % 2}")
         assert send_contiguity(client, body).status_code == 200
     jobs.apply_ready_events()
-    with transaction(services.engine) as session:
-        session.execute(
+    with transaction(services.engine) as db:
+        db.execute(
             update(InboundEvent)
             .where(InboundEvent.id <= 2)
             .values(received_at=datetime.now(UTC) - timedelta(days=3))

@@ -48,9 +48,9 @@ def blast(n: int, send: Callable[[httpx.Client], httpx.Response]) -> list[httpx.
 
 
 def counts(engine) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        events = session.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
-        outbox = session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
+    with Session(engine) as db:
+        events = db.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
+        outbox = db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
     return events, outbox
 
 

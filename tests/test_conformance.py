@@ -141,11 +141,11 @@ def poll_with(services, provider: str, session_id: str, answer: Any) -> list[htt
     """Register the session, then let the real poller fetch `answer` through the provider's real
     client (a mock transport serves it verbatim; docverify's token endpoint answers a token), and
     apply what it stored. Returns the requests the client made."""
-    with Session(services.engine) as session:
-        session.add(
+    with Session(services.engine) as db:
+        db.add(
             VerificationSession(provider=provider, session_id=session_id, next_check_at=utcnow())
         )
-        session.commit()
+        db.commit()
     seen: list[httpx.Request] = []
 
     def serve(request: httpx.Request) -> httpx.Response:
@@ -172,8 +172,8 @@ def session_view(client, provider: str, session_id: str) -> tuple[int, dict[str,
 
 
 def observed_statuses(engine) -> list[str]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return list(session.execute(select(ObservationRecord.status)).scalars())
+    with Session(engine) as db:
+        return list(db.execute(select(ObservationRecord.status)).scalars())
 
 
 def quarantined(engine) -> int:  # type: ignore[no-untyped-def]
@@ -209,8 +209,8 @@ def check_outcome(services, client, provider: str, expect: dict[str, Any]) -> No
     elif result == "not_a_verdict":
         statuses = observed_statuses(engine)
         assert not VERDICTS & set(statuses), statuses
-        with Session(engine) as session:
-            current = set(session.execute(select(VerificationSession.status)).scalars())
+        with Session(engine) as db:
+            current = set(db.execute(select(VerificationSession.status)).scalars())
         assert not VERDICTS & current, current
         # Kept for a person (quarantined), observed as review, or, for an event the documents
         # name without a meaning (Contiguity's `completed`), attached with no status and the
@@ -231,8 +231,8 @@ def check_outcome(services, client, provider: str, expect: dict[str, Any]) -> No
 def polled_now(engine) -> bool:  # type: ignore[no-untyped-def]
     """True when a session with no observation is due for a status poll now."""
     now = datetime.now(UTC)
-    with Session(engine) as session:
-        rows = session.execute(
+    with Session(engine) as db:
+        rows = db.execute(
             select(VerificationSession.next_check_at, VerificationSession.current_observation_key)
         ).all()
     return any(key is None and due is not None and utc(due) <= now for due, key in rows)
@@ -262,15 +262,15 @@ def test_fixture(conf, name: str) -> None:
     elif kind == "redirect":
         registered = fixture["registered"]
         if registered:
-            with Session(services.engine) as session:
-                session.add(
+            with Session(services.engine) as db:
+                db.add(
                     VerificationSession(
                         provider=provider,
                         session_id=registered["session_id"],
                         state_digest=state_digest(registered["state"]),
                     )
                 )
-                session.commit()
+                db.commit()
         answer = client.get(f"/callbacks/{provider}?" + urlencode(fixture["query"]))
         assert answer.status_code == expect["http"], (answer.status_code, answer.get_data())
         return_url = services.settings.provider(provider).return_url

@@ -22,9 +22,9 @@ from sqlmodel import Session
 
 from app import create_app
 from receiver.exceptions import ConfigurationError
+from receiver.store.audit_models import AuditEntry
 from receiver.store.crypto import Keyring, new_key_spec
 from receiver.store.db import transaction
-from receiver.store.ledger_models import AuditEntry
 from receiver.store.models import (
     EventState,
     InboundEvent,
@@ -117,8 +117,8 @@ def fail_event(make_services, client, body: bytes) -> int:  # type: ignore[no-un
 
 
 def event_state(engine, event_id: int) -> str:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        event = session.get(InboundEvent, event_id)
+    with Session(engine) as db:
+        event = db.get(InboundEvent, event_id)
         assert event is not None
         return event.state
 
@@ -257,8 +257,8 @@ def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(site, make_servi
     # nor can a copy act: its form token still matches its cookie, but the session is over
     answer = actor.post("/console/audit/verify", data={"csrf_token": actor_csrf})
     assert answer.status_code == 302 and "/console/sign-in" in answer.headers["Location"]
-    with transaction(services.engine) as session:
-        assert session.execute(select(ConsoleSession)).scalars().all() == []
+    with transaction(services.engine) as db:
+        assert db.execute(select(ConsoleSession)).scalars().all() == []
     assert signed_in(app).get("/console/").status_code == 200  # signing in again works
 
 
@@ -267,8 +267,8 @@ def test_an_expired_console_session_is_refused(site, make_services):  # type: ig
     client = signed_in(app)
     thief = copy_of_cookie(client, app)
     assert thief.get("/console/").status_code == 200
-    with transaction(services.engine) as session:  # its time is up on the server
-        session.execute(update(ConsoleSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+    with transaction(services.engine) as db:  # its time is up on the server
+        db.execute(update(ConsoleSession).values(expires_at=utcnow() - timedelta(seconds=1)))
     for holder in (client, thief):  # the cookie itself is still valid for Flask
         answer = holder.get("/console/")
         assert answer.status_code == 302 and "ended=1" in answer.headers["Location"]
@@ -279,9 +279,9 @@ def test_an_expired_console_session_is_refused(site, make_services):  # type: ig
     client = signed_in(short_app)
     cookie = client.get_cookie("verihook_console", path="/console")
     assert cookie is not None and cookie.expires is not None
-    with transaction(services.engine) as session:
+    with transaction(services.engine) as db:
         row = (
-            session.execute(
+            db.execute(
                 select(ConsoleSession).order_by(ConsoleSession.id.desc())  # type: ignore[union-attr]
             )
             .scalars()
@@ -430,7 +430,7 @@ def test_the_development_secret_is_generated_once_under_var(site, tmp_path):  # 
 def test_a_store_failure_is_a_plain_503_page(site, monkeypatch):  # type: ignore[no-untyped-def]
     from sqlalchemy.exc import OperationalError
 
-    from reconciler.console import queries
+    from reconciler.console import overview_queries
 
     _, app = site
     client = signed_in(app)
@@ -438,7 +438,7 @@ def test_a_store_failure_is_a_plain_503_page(site, monkeypatch):  # type: ignore
     def down(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(queries, "user_timeline", down)
+    monkeypatch.setattr(overview_queries, "user_timeline", down)
     answer = client.get("/console/timeline?user_ref=user-1")
     assert answer.status_code == 503 and "Store unavailable" in text(answer)
     assert "connection refused" not in text(answer)
@@ -501,12 +501,12 @@ def hostile_data(services, make_services, client) -> dict[str, int]:  # type: ig
         client,
         signing.contiguity_event("verified", HOSTILE_SESSION, user_ref=HOSTILE_USER, timestamp=200),
     )
-    with transaction(services.engine) as session:
-        session.execute(update(ObservationRecord).values(provider_status=HOSTILE_STATUS))
-        session.execute(
+    with transaction(services.engine) as db:
+        db.execute(update(ObservationRecord).values(provider_status=HOSTILE_STATUS))
+        db.execute(
             update(InboundEvent).where(InboundEvent.id == failed).values(last_error=HOSTILE_ERROR)
         )
-        session.execute(update(VerificationSession).values(overdue=True))
+        db.execute(update(VerificationSession).values(overdue=True))
     return {"applied": applied, "failed": failed}
 
 
@@ -612,8 +612,8 @@ def test_replay_button_only_for_operators_and_it_applies_a_failed_event(site, ma
     assert re.search(r"b-failed\">failed</span> → <span class=\"badge b-applied\">applied", shown)
     assert "user-night" in shown and "b-verified" in shown
     assert event_state(services.engine, event_id) == EventState.APPLIED
-    with Session(services.engine) as session:
-        user = session.get(UserRecord, "user-night")
+    with Session(services.engine) as db:
+        user = db.get(UserRecord, "user-night")
         assert user is not None and user.status == "verified"
     reasons = [(row.actor, row.reason) for row in audit_rows(services.engine)]
     assert (
@@ -668,8 +668,8 @@ def test_overview_counts_and_scheduler_leader(site, make_services):  # type: ign
     drain_ready_events(services)
     fail_event(make_services, client, signing.contiguity_event("verified", "vs_bad"))
     send_contiguity(client, signing.contiguity_event("processing", "vs_waiting"))  # not applied
-    with transaction(services.engine) as session:
-        session.execute(
+    with transaction(services.engine) as db:
+        db.execute(
             update(VerificationSession)
             .where(VerificationSession.session_id == "vs_ok1")
             .values(overdue=True)
@@ -794,15 +794,13 @@ def test_audit_view_exports_and_verify(site):  # type: ignore[no-untyped-def]
     assert verify.status_code == 200 and "Chain ok" in text(verify)
     assert f"{len(rows)} entries" in text(verify)
 
-    with transaction(services.engine) as session:
-        session.execute(
-            update(AuditEntry).where(AuditEntry.seq == 3).values(reason="edited afterwards")
-        )
+    with transaction(services.engine) as db:
+        db.execute(update(AuditEntry).where(AuditEntry.seq == 3).values(reason="edited afterwards"))
     verify = auditor.post("/console/audit/verify", data={"csrf_token": csrf_from(page)})
     assert "Chain broken at entry 3" in text(verify)
     assert 'href="/console/audit?after=2"' in text(verify)
-    with Session(services.engine) as session:
-        assert session.execute(select(AuditEntry.reason).where(AuditEntry.seq == 3)).scalar_one()
+    with Session(services.engine) as db:
+        assert db.execute(select(AuditEntry.reason).where(AuditEntry.seq == 3)).scalar_one()
 
 
 def test_console_routes_are_described_in_the_openapi_document(site):  # type: ignore[no-untyped-def]

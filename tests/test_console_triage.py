@@ -55,10 +55,8 @@ def site(make_services, redis_server):  # type: ignore[no-untyped-def]
 
 
 def repeats(engine) -> dict[int, int]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return {
-            row.event_id: row.duplicates for row in session.execute(select(DeliveryCount)).scalars()
-        }
+    with Session(engine) as db:
+        return {row.event_id: row.duplicates for row in db.execute(select(DeliveryCount)).scalars()}
 
 
 def test_repeated_deliveries_are_counted_durably(site):  # type: ignore[no-untyped-def]
@@ -90,27 +88,25 @@ def test_repeated_deliveries_are_counted_durably(site):  # type: ignore[no-untyp
 def test_checks_of_a_session_are_recorded_and_only_the_newest_kept(site):  # type: ignore[no-untyped-def]
     services, _ = site
     now = utcnow()
-    with Session(services.engine) as session:
+    with Session(services.engine) as db:
         row = VerificationSession(
             provider="idvapi", session_id="u-silent", user_ref="u-silent", next_check_at=now
         )
-        session.add(row)
-        session.commit()
-        session.refresh(row)
+        db.add(row)
+        db.commit()
+        db.refresh(row)
     outcome = reconcile(services, None, row, policies(services.settings)["idvapi"], now)  # type: ignore[arg-type]
     assert outcome.result == "overdue"
-    with Session(services.engine) as session:
-        polls = list(session.execute(select(SessionPoll)).scalars())
+    with Session(services.engine) as db:
+        polls = list(db.execute(select(SessionPoll)).scalars())
         assert [(p.session_pk, p.outcome) for p in polls] == [(row.id, "overdue")]
 
-        connection = session.connection()
+        connection = db.connection()
         for index in range(POLLS_KEPT + 5):
             record_check(connection, 999, f"unchanged-{index}", now, None)
-        session.commit()
+        db.commit()
         kept = list(
-            session.execute(
-                select(SessionPoll.outcome).where(SessionPoll.session_pk == 999)
-            ).scalars()
+            db.execute(select(SessionPoll.outcome).where(SessionPoll.session_pk == 999)).scalars()
         )
     assert len(kept) == POLLS_KEPT
     assert kept[0] == "unchanged-5" and kept[-1] == f"unchanged-{POLLS_KEPT + 4}"
@@ -184,15 +180,15 @@ def test_needs_attention_lists_failed_quarantined_and_overdue_newest_first(site,
     drain_ready_events(services)
     quarantined = send_contiguity(client, signing.contiguity_event("redacted")).get_json()
     failed = fail_event(make_services, client, signing.contiguity_event("verified", "vs_bad"))
-    with transaction(services.engine) as session:
-        session.execute(
+    with transaction(services.engine) as db:
+        db.execute(
             update(VerificationSession)
             .where(VerificationSession.session_id == "vs_late")
             .values(overdue=True, updated_at=utcnow() + timedelta(seconds=5))
         )
         now = utcnow()
         add_refusals(
-            session,
+            db,
             [
                 Refusals("idenfy", "bad_signature", bucket_of(now), 7, now),
                 Refusals("idenfy", "bad_signature", bucket_of(now - timedelta(hours=1)), 2, now),
@@ -219,9 +215,9 @@ def test_needs_attention_lists_failed_quarantined_and_overdue_newest_first(site,
     ]
     assert 'href="/console/events?state=failed,quarantined"' in page
 
-    with transaction(services.engine) as session:
-        session.execute(update(VerificationSession).values(overdue=False))
-        session.execute(update(InboundEvent).values(state=EventState.APPLIED))
+    with transaction(services.engine) as db:
+        db.execute(update(VerificationSession).values(overdue=False))
+        db.execute(update(InboundEvent).values(state=EventState.APPLIED))
     calm = text(operator.get("/console/attention"))
     assert 'id="nothing"' in calm
 
@@ -330,13 +326,13 @@ def test_session_page_shows_history_checks_deadline_and_reconciles_now(make_serv
 def test_an_overdue_session_says_why(site):  # type: ignore[no-untyped-def]
     services, app = site
     now = utcnow()
-    with Session(services.engine) as session:
+    with Session(services.engine) as db:
         row = VerificationSession(
             provider="idvapi", session_id="u-quiet", user_ref="u-quiet", next_check_at=now
         )
-        session.add(row)
-        session.commit()
-        session.refresh(row)
+        db.add(row)
+        db.commit()
+        db.refresh(row)
     reconcile(services, None, row, policies(services.settings)["idvapi"], now)  # type: ignore[arg-type]
     page = text(signed_in(app, AUDITOR_TOKEN).get("/console/sessions/idvapi/u-quiet"))
     assert 'id="overdue-reason"' in page and "no status endpoint" in page

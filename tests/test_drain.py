@@ -22,8 +22,8 @@ from tests.support.signing import contiguity_event, idenfy_result
 
 def states(engine) -> dict[int, tuple[str, str | None]]:  # type: ignore[no-untyped-def]
     """event id → (state, parse_error)."""
-    with Session(engine) as session:
-        rows = session.execute(
+    with Session(engine) as db:
+        rows = db.execute(
             select(InboundEvent.id, InboundEvent.state, InboundEvent.parse_error).order_by(
                 InboundEvent.id
             )

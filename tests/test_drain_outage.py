@@ -35,11 +35,12 @@ from sqlmodel import Session
 from app import create_app
 from receiver.providers import build_providers
 from receiver.services import Services
+from receiver.store.audit_models import AuditEntry
 from receiver.store.crypto import Keyring
 from receiver.store.db import make_engine
-from receiver.store.ledger_models import AuditEntry, Notification
 from receiver.store.migrate import upgrade
 from receiver.store.models import EventState, InboundEvent, ObservationRecord, OutboxEntry
+from receiver.store.notification_models import Notification
 from reconciler.audit.chain import verify_chain
 from reconciler.drain import DrainStats, drain_ready_events
 from tests.conftest import TEST_KEYS, make_settings
@@ -82,8 +83,8 @@ def apply_failures() -> float:
 
 def event_rows(engine: Engine) -> list[tuple[int, str, int]]:
     """(id, state, attempts) of every stored event."""
-    with Session(engine) as session:
-        rows = session.execute(
+    with Session(engine) as db:
+        rows = db.execute(
             select(InboundEvent.id, InboundEvent.state, InboundEvent.attempts).order_by(
                 InboundEvent.id
             )
@@ -97,24 +98,22 @@ def assert_applied_exactly_once(engine: Engine, runs: list[DrainStats]) -> None:
     assert states == ["applied"] * USERS + ["superseded"] * SUPERSEDED
     assert [attempts for _, _, attempts in event_rows(engine)] == [0] * EVENTS
     assert count(engine, OutboxEntry) == 0
-    with Session(engine) as session:
-        observations = session.execute(
+    with Session(engine) as db:
+        observations = db.execute(
             select(func.count(), func.count(func.distinct(ObservationRecord.event_id)))
         ).one()
         audit = dict(
-            session.execute(
-                select(AuditEntry.subject, func.count()).group_by(AuditEntry.subject)
-            ).all()
+            db.execute(select(AuditEntry.subject, func.count()).group_by(AuditEntry.subject)).all()
         )
-        session_events = session.execute(
+        session_events = db.execute(
             select(func.count(func.distinct(AuditEntry.event_id))).where(
                 AuditEntry.subject == "session"
             )
         ).scalar_one()
-        notifications = session.execute(
+        notifications = db.execute(
             select(func.count(), func.count(func.distinct(Notification.user_ref)))
         ).one()
-        assert verify_chain(session).ok
+        assert verify_chain(db).ok
     assert tuple(observations) == (EVENTS, EVENTS)
     assert audit == {"session": USERS, "user": USERS} and session_events == USERS
     assert tuple(notifications) == (USERS, USERS)

@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from app import cli
 from receiver.providers.http import ProviderRejected, shared_client
-from receiver.store.ledger_models import AuditEntry
+from receiver.store.audit_models import AuditEntry
 from reconciler.audit.chain import verify_chain
 from reconciler.cli.tokens import create_token
 from reconciler.privacy.lifecycle import pseudonym
@@ -74,9 +74,9 @@ def test_operator_api_forgets_a_person_and_deletes_their_docverify_session(world
     assert not provider_still_has(world, doc)
     assert find_session(world.services, "docverify", doc).user_ref == pseudonym("u-erase")
     assert find_session(world.services, "nevis", nevis).status is not None
-    with Session(world.services.engine) as session:
-        assert verify_chain(session).ok
-        actors = session.execute(select(AuditEntry.actor)).scalars().all()
+    with Session(world.services.engine) as db:
+        assert verify_chain(db).ok
+        actors = db.execute(select(AuditEntry.actor)).scalars().all()
     assert "oncall-ann" in actors  # the erasure is audited under the token's name
     # A second request finds the sessions under the pseudonym: the provider says it is gone.
     again = forget(world, "u-erase", {"confirm": True, "at_provider": True}).json()["at_provider"]

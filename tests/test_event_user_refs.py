@@ -41,9 +41,9 @@ def user_events(client, user_ref: str, headers=AUDITOR) -> list[dict]:  # type: 
 
 
 def session_events(engine, provider: str, session_id: str) -> list[InboundEvent]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
+    with Session(engine) as db:
         return list(
-            session.execute(
+            db.execute(
                 select(InboundEvent).where(
                     InboundEvent.provider == provider, InboundEvent.session_id == session_id
                 )

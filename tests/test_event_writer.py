@@ -38,9 +38,9 @@ def row(key: str, *, session_id: str = "vs_1", quarantined: bool = False):  # ty
 
 
 def counts(engine) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        events = session.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
-        outbox = session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
+    with Session(engine) as db:
+        events = db.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
+        outbox = db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
     return events, outbox
 
 
@@ -65,11 +65,11 @@ def test_a_batch_stores_new_rows_once_and_answers_repeats_with_the_stored_id(  #
         True,
     )
     assert counts(engine) == (4, 3)  # the quarantined event waits for no worker
-    with Session(engine) as session:
-        stored = session.get(InboundEvent, c.event_id)
+    with Session(engine) as db:
+        stored = db.get(InboundEvent, c.event_id)
         assert stored is not None and stored.dedupe_key == "c"
         assert open_payload(stored, keyring=KEYRING) == {"body": "body of c"}
-        assert session.get(InboundEvent, q.event_id).state == "quarantined"  # type: ignore[union-attr]
+        assert db.get(InboundEvent, q.event_id).state == "quarantined"  # type: ignore[union-attr]
 
 
 def submit_together(writer: EventWriter, rows: list) -> list:  # type: ignore[type-arg]

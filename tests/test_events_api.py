@@ -59,8 +59,8 @@ def store_events(services, client, n: int = 120) -> None:  # type: ignore[no-unt
             body = signing.contiguity_event("redacted", f"vs_{index:04d}")
             assert send_contiguity(client, body).status_code == 202
     drain_ready_events(services)
-    with transaction(services.engine) as session:
-        session.execute(
+    with transaction(services.engine) as db:
+        db.execute(
             update(InboundEvent)
             .where(InboundEvent.id <= OLD)
             .values(received_at=datetime.now(UTC) - timedelta(days=3))

@@ -62,8 +62,8 @@ def fuzz_client(fuzz_services: Services):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def docverify_session(engine: Engine) -> tuple[str, str]:
     """A docverify session created by us, whose callback `state` is known (kept as sha256)."""
-    with Session(engine) as session:
-        session.add(
+    with Session(engine) as db:
+        db.add(
             VerificationSession(
                 provider="docverify",
                 session_id=DOCVERIFY_SESSION,
@@ -71,21 +71,21 @@ def docverify_session(engine: Engine) -> tuple[str, str]:
                 state_digest=hashlib.sha256(DOCVERIFY_STATE.encode()).hexdigest(),
             )
         )
-        session.commit()
+        db.commit()
     return DOCVERIFY_SESSION, DOCVERIFY_STATE
 
 
 def stored(engine: Engine) -> int:
     """Rows in inbound_events."""
-    with Session(engine) as session:
-        return session.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
+    with Session(engine) as db:
+        return db.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
 
 
 def failed_events(engine: Engine) -> int:
     """Events the worker left `failed`."""
-    with Session(engine) as session:
+    with Session(engine) as db:
         query = select(func.count()).select_from(InboundEvent)
-        return session.execute(query.where(InboundEvent.state == "failed")).scalar_one()
+        return db.execute(query.where(InboundEvent.state == "failed")).scalar_one()
 
 
 def send(client, engine: Engine, request: fz.Hostile) -> tuple[int, Any, int]:  # type: ignore[no-untyped-def]

@@ -72,9 +72,7 @@ def test_gunicorn_lines_are_json_and_a_stopping_worker_writes_its_refusals(
         assert any(m.startswith(start) for m in said), (start, said)
     routine = [r for r in records if r["logger"].startswith("alembic") and r["level"] == "INFO"]
     assert routine == []
-    with Session(engine) as session:
-        rows = [
-            (r.provider, r.reason, r.count) for r in session.execute(select(RefusalCount)).scalars()
-        ]
+    with Session(engine) as db:
+        rows = [(r.provider, r.reason, r.count) for r in db.execute(select(RefusalCount)).scalars()]
     assert rows == [("contiguity", "signature_mismatch", 1)]
     engine.dispose()

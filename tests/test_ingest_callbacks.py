@@ -20,13 +20,13 @@ STATE = "the-state"
 
 
 def events(engine) -> list[InboundEvent]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return list(session.execute(select(InboundEvent).order_by(InboundEvent.id)).scalars())
+    with Session(engine) as db:
+        return list(db.execute(select(InboundEvent).order_by(InboundEvent.id)).scalars())
 
 
 def outbox_ids(engine) -> list[int]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return list(session.execute(select(OutboxEntry.event_id)).scalars())
+    with Session(engine) as db:
+        return list(db.execute(select(OutboxEntry.event_id)).scalars())
 
 
 def add_session(
@@ -36,8 +36,8 @@ def add_session(
     provider: str = "docverify",  # type: ignore[no-untyped-def]
     state: str = STATE,
 ) -> None:
-    with Session(engine) as session:
-        session.add(
+    with Session(engine) as db:
+        db.add(
             VerificationSession(
                 provider=provider,
                 session_id=session_id,
@@ -45,7 +45,7 @@ def add_session(
                 state_digest=state_digest(state),
             )
         )
-        session.commit()
+        db.commit()
 
 
 def docverify(client, **query: str):  # type: ignore[no-untyped-def]
@@ -145,8 +145,8 @@ def test_docverify_status_in_the_url_is_not_trusted(client, engine, services):  
     [event] = events(engine)
     assert event.kind == "callback"
     drain_ready_events(services)
-    with Session(engine) as session:
-        row = session.execute(
+    with Session(engine) as db:
+        row = db.execute(
             select(VerificationSession).where(
                 VerificationSession.provider == "docverify",
                 VerificationSession.session_id == "dv-sess-url",
@@ -196,8 +196,8 @@ def test_docverify_disabled_is_404(make_services, engine):  # type: ignore[no-un
 def nevis_session(engine, session_id: str, *, age_minutes: float = 1.0) -> None:  # type: ignore[no-untyped-def]
     """A Nevis session the backend registered `age_minutes` ago, next checked in an hour."""
     now = datetime.now(UTC)
-    with Session(engine) as session:
-        session.add(
+    with Session(engine) as db:
+        db.add(
             VerificationSession(
                 provider="nevis",
                 session_id=session_id,
@@ -206,12 +206,12 @@ def nevis_session(engine, session_id: str, *, age_minutes: float = 1.0) -> None:
                 next_check_at=now + timedelta(hours=1),
             )
         )
-        session.commit()
+        db.commit()
 
 
 def nevis_row(engine, session_id: str) -> VerificationSession | None:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return session.execute(
+    with Session(engine) as db:
+        return db.execute(
             select(VerificationSession).where(
                 VerificationSession.provider == "nevis",
                 VerificationSession.session_id == session_id,
@@ -270,8 +270,8 @@ def test_nevis_redirect_never_creates_a_session_and_always_redirects(  # type: i
     assert (answer.status_code, answer.headers["Location"]) == (302, NEVIS_RETURN)
     assert len(events(engine)) == 1  # a small record of it, for on-call
     drain_ready_events(services)
-    with Session(engine) as session:
-        assert session.execute(select(VerificationSession)).first() is None
+    with Session(engine) as db:
+        assert db.execute(select(VerificationSession)).first() is None
     assert [e.state for e in events(engine)] == ["applied"]
 
 
@@ -322,8 +322,8 @@ def test_padded_redirects_store_small_bounded_records(client, engine):  # type: 
         )
         answer = client.get(f"/callbacks/nevis?{query}", headers=padding)
         assert answer.status_code == 302
-    with Session(engine) as session:
-        count, stored = session.execute(
+    with Session(engine) as db:
+        count, stored = db.execute(
             select(func.count(), func.sum(func.length(InboundEvent.payload_blob)))
         ).one()
     assert count == 100

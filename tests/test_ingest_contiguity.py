@@ -26,8 +26,8 @@ def post(client, body: bytes, header: str | None, content_type: str = "applicati
 
 
 def count_events(engine) -> int:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return session.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
+    with Session(engine) as db:
+        return db.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
 
 
 def test_signed_delivery_is_accepted_and_stored_once(client, engine):  # type: ignore[no-untyped-def]
@@ -39,8 +39,8 @@ def test_signed_delivery_is_accepted_and_stored_once(client, engine):  # type: i
     assert again.status_code == 200
     assert again.get_json() == {"status": "duplicate", "event_id": answer.get_json()["event_id"]}
     assert count_events(engine) == 1
-    with Session(engine) as session:
-        assert session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one() == 1
+    with Session(engine) as db:
+        assert db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one() == 1
 
 
 def test_tampered_body_is_refused_and_nothing_stored(client, engine):  # type: ignore[no-untyped-def]
@@ -84,15 +84,15 @@ from receiver.store.events import open_payload  # noqa: E402
 
 
 def only_event(engine) -> InboundEvent:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        rows = session.execute(select(InboundEvent)).scalars().all()
+    with Session(engine) as db:
+        rows = db.execute(select(InboundEvent)).scalars().all()
     assert len(rows) == 1, rows
     return rows[0]
 
 
 def count_outbox(engine) -> int:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
+    with Session(engine) as db:
+        return db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
 
 
 def test_accepted_event_keeps_the_exact_raw_bytes_encrypted(client, engine, services):  # type: ignore[no-untyped-def]

@@ -34,13 +34,13 @@ def post(client, body: bytes, url: str = URL, content_type: str = "application/j
 
 
 def events(engine) -> list[InboundEvent]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return list(session.execute(select(InboundEvent).order_by(InboundEvent.id)).scalars())
+    with Session(engine) as db:
+        return list(db.execute(select(InboundEvent).order_by(InboundEvent.id)).scalars())
 
 
 def count_outbox(engine) -> int:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
+    with Session(engine) as db:
+        return db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
 
 
 def test_right_token_is_accepted_and_stored_once(client, engine, services):  # type: ignore[no-untyped-def]

@@ -36,8 +36,8 @@ SMALL_LIMIT = 1024
 
 
 def count_events(engine: Engine) -> int:
-    with Session(engine) as session:
-        return session.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
+    with Session(engine) as db:
+        return db.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
 
 
 def padded(body: bytes, size: int) -> bytes:
@@ -314,8 +314,8 @@ def test_store_refusing_the_parsed_event_keeps_it_raw_and_quarantined(  # type: 
     answer = send(client, provider, WEBHOOKS[provider][0]())
     assert answer.status_code == 202, answer.get_json()
     assert answer.get_json()["status"] == "quarantined"
-    with Session(engine) as session:
-        event = session.execute(select(InboundEvent)).scalar_one()
+    with Session(engine) as db:
+        event = db.execute(select(InboundEvent)).scalar_one()
     assert (event.state, event.session_id, event.user_ref) == ("quarantined", None, None)
     assert event.parse_error is not None and "DataError" in event.parse_error
     assert "simulated" not in event.parse_error  # no database internals stored or echoed
@@ -337,6 +337,6 @@ def test_a_parser_crash_quarantines_the_delivery_instead_of_500(client, engine, 
     monkeypatch.setattr(ContiguityProvider, "parse", crash)
     answer = send(client, "contiguity", contiguity_event("verified"))
     assert answer.status_code == 202 and answer.get_json()["status"] == "quarantined"
-    with Session(engine) as session:
-        event = session.execute(select(InboundEvent)).scalar_one()
+    with Session(engine) as db:
+        event = db.execute(select(InboundEvent)).scalar_one()
     assert event.state == "quarantined" and "OverflowError" in (event.parse_error or "")

@@ -90,8 +90,8 @@ def signed(index: int, tag: str) -> tuple[bytes, dict[str, str]]:
 
 
 def stored_ids(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        rows = session.execute(select(InboundEvent.dedupe_key, InboundEvent.id)).all()
+    with Session(engine) as db:
+        rows = db.execute(select(InboundEvent.dedupe_key, InboundEvent.id)).all()
     return {key: event_id for key, event_id in rows}
 
 
@@ -172,9 +172,9 @@ def test_every_delivery_answered_2xx_survives_a_killed_worker(  # type: ignore[n
     stored = stored_ids(engine)
     lost = {key: event_id for key, event_id in answered.items() if stored.get(key) != event_id}
     assert not lost, f"{len(lost)} answered 2xx are not stored as answered: {list(lost)[:5]}"
-    with Session(engine) as session:
-        outbox = set(session.execute(select(OutboxEntry.event_id)).scalars())
-        applied = session.execute(
+    with Session(engine) as db:
+        outbox = set(db.execute(select(OutboxEntry.event_id)).scalars())
+        applied = db.execute(
             select(func.count()).select_from(InboundEvent).where(InboundEvent.state != "received")
         ).scalar_one()
     # every stored event waits for a worker (none ran here): each has its outbox row

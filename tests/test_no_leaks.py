@@ -175,8 +175,8 @@ def run_everything(client, engine: Engine, services, tmp_path: Path) -> list[byt
     post("/webhooks/idenfy", big, {"Idenfy-Signature": idenfy_signature(big)}, 413)
 
     # docverify: right and wrong state; nevis
-    with Session(engine) as session:
-        session.add(
+    with Session(engine) as db:
+        db.add(
             VerificationSession(
                 provider="docverify",
                 session_id="dv-leak",
@@ -184,7 +184,7 @@ def run_everything(client, engine: Engine, services, tmp_path: Path) -> list[byt
                 state_digest=state_digest(DOCVERIFY_STATE),
             )
         )
-        session.commit()
+        db.commit()
     assert (
         client.get(f"/callbacks/docverify?sessionId=dv-leak&state={DOCVERIFY_STATE}").status_code
         == 302
@@ -306,9 +306,9 @@ def test_quarantined_body_values_are_not_copied_into_plaintext_parse_error(clien
 def test_raw_database_check_would_see_a_plaintext_leak(engine):  # type: ignore[no-untyped-def]
     """The search itself works: a plaintext value written on purpose is found."""
     marker = f"PLAINTEXT-{uuid.uuid4().hex}"
-    with Session(engine) as session:
-        session.add(VerificationSession(provider="nevis", session_id=marker))
-        session.commit()
+    with Session(engine) as db:
+        db.add(VerificationSession(provider="nevis", session_id=marker))
+        db.commit()
     assert any(marker in str(value) for _, _, value in all_values(engine))
     if engine.dialect.name == "sqlite":
         assert marker.encode() in sqlite_file_bytes(engine)

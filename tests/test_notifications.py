@@ -22,8 +22,8 @@ from sqlmodel import Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app import create_app
-from receiver.store.ledger_models import Notification, NotificationAttempt
 from receiver.store.models import utcnow
+from receiver.store.notification_models import Notification, NotificationAttempt
 from reconciler import backoff, jobs, notify
 from reconciler.cli import notifications as notify_cli
 from reconciler.drain import drain_ready_events
@@ -83,9 +83,9 @@ def run_worker(services) -> None:  # type: ignore[no-untyped-def]
 
 def rows(engine, user_ref: str) -> list[Notification]:  # type: ignore[no-untyped-def]
     """A user's notifications in creation order."""
-    with Session(engine) as session:
+    with Session(engine) as db:
         return list(
-            session.execute(
+            db.execute(
                 select(Notification)
                 .where(Notification.user_ref == user_ref)
                 .order_by(Notification.id)
@@ -95,9 +95,9 @@ def rows(engine, user_ref: str) -> list[Notification]:  # type: ignore[no-untype
 
 def attempts_of(engine, notification_id: int) -> list[NotificationAttempt]:  # type: ignore[no-untyped-def]
     """A notification's recorded attempts in order."""
-    with Session(engine) as session:
+    with Session(engine) as db:
         return list(
-            session.execute(
+            db.execute(
                 select(NotificationAttempt)
                 .where(NotificationAttempt.notification_id == notification_id)
                 .order_by(NotificationAttempt.id)
@@ -166,11 +166,11 @@ def test_failure_backs_off_and_the_sweep_finds_due_ones(client, notifying, recei
     change_status(client, notifying, "verified", "user-s1", T0 + 10)  # due, but behind row
     assert notify.sweep_due_notifications(notifying) == 0  # the line's head is not due yet
 
-    with Session(engine) as session:
-        session.execute(
+    with Session(engine) as db:
+        db.execute(
             update(Notification).where(Notification.id == row.id).values(next_attempt_at=utcnow())
         )
-        session.commit()
+        db.commit()
     assert notify.sweep_due_notifications(notifying) == 1
     run_worker(notifying)
     assert [r.status for r in receiver.received] == [500, 200, 200]

@@ -100,8 +100,8 @@ def test_a_bulk_replay_stopped_by_an_error_audits_that_too(client, services, mak
         conn.execute(text('UPDATE replays SET filter_json = \'{"state": "broken"}\''))
     with pytest.raises(Exception, match="state must be one of"):
         run_replay(services, row.id)
-    with Session(engine) as session:
-        assert session.get(Replay, row.id).state == "failed"
+    with Session(engine) as db:
+        assert db.get(Replay, row.id).state == "failed"
     assert operator_reasons(engine)[1] == (
         f"bulk replay {row.id} stopped on FilterError after 0 of 2 event(s) "
         "(applied 0, superseded 0, quarantined 0, failed 0, deferred 0)"
@@ -113,13 +113,13 @@ def test_no_at_a_prompt_is_nothing_done_and_exit_0(client, services, make_servic
     declined = cli(services, replay, "--state", "failed", input="n\n")
     assert declined.exit_code == 0, declined.output
     assert declined.output.rstrip().endswith("[y/N]: n\nNothing done.")
-    with Session(engine) as session:
-        assert session.execute(select(Replay)).first() is None
-        assert session.execute(select(InboundEvent.state)).scalar_one() == "failed"
+    with Session(engine) as db:
+        assert db.execute(select(Replay)).first() is None
+        assert db.execute(select(InboundEvent.state)).scalar_one() == "failed"
 
     kept = cli(services, users, "forget", "uf0", input="n\n")
     assert (kept.exit_code, kept.output.rstrip().splitlines()[-1]) == (0, "Nothing done.")
     assert "erased" not in kept.output
-    with Session(engine) as session:
-        assert session.execute(select(InboundEvent.user_ref)).scalar_one() == "uf0"
-        assert session.get(UserRecord, "uf0") is None  # never applied: nothing else to erase
+    with Session(engine) as db:
+        assert db.execute(select(InboundEvent.user_ref)).scalar_one() == "uf0"
+        assert db.get(UserRecord, "uf0") is None  # never applied: nothing else to erase

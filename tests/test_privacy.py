@@ -93,16 +93,14 @@ def test_rotation_under_live_ingest_leaves_every_row_readable_with_the_new_key(m
     assert first.total >= 150 and written
     assert second.total >= 0
     only_new = Keyring.parse(new)
-    with Session(rolled.engine) as session:
-        events = session.execute(select(InboundEvent)).scalars().all()
+    with Session(rolled.engine) as db:
+        events = db.execute(select(InboundEvent)).scalars().all()
         assert len(events) == 150 + len(written)
         for event in events:
             assert event.key_id == "new"
             open_payload(event, keyring=only_new)
         details = (
-            session.execute(
-                select(ObservationRecord).where(ObservationRecord.details_blob.is_not(None))
-            )
+            db.execute(select(ObservationRecord).where(ObservationRecord.details_blob.is_not(None)))
             .scalars()
             .all()
         )
@@ -125,9 +123,9 @@ def test_purge_drops_old_payloads_and_keeps_statuses(services, client):  # type:
     assert purge_expired(services, days=0, now=future).event_payloads == 1
     dumped = dump_database(services.engine)
     assert not any(value in dumped for value in PII)
-    with transaction(services.engine) as session:
-        assert verify_chain(session).ok
-        status = session.execute(text("SELECT status FROM user_records")).scalar_one()
+    with transaction(services.engine) as db:
+        assert verify_chain(db).ok
+        status = db.execute(text("SELECT status FROM user_records")).scalar_one()
     assert status == "verified"
 
 
@@ -146,10 +144,10 @@ def test_forget_erases_one_person_and_keeps_the_audit_verifiable(make_services, 
     assert "alice" not in dumped
     assert not any(value in dumped for value in PII)
     assert "bob" in dumped  # nobody else is touched
-    with transaction(services.engine) as session:
-        report = verify_chain(session)
+    with transaction(services.engine) as db:
+        report = verify_chain(db)
         assert report.ok, report
-        reasons = session.execute(text("SELECT reason FROM audit_entries")).scalars().all()
+        reasons = db.execute(text("SELECT reason FROM audit_entries")).scalars().all()
     assert any(r.startswith("erased personal data of erased:") for r in reasons)
 
 

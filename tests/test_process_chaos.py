@@ -38,7 +38,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from app import create_app
-from receiver.store.ledger_models import AuditEntry
+from receiver.store.audit_models import AuditEntry
 from receiver.store.models import (
     InboundEvent,
     ObservationRecord,
@@ -240,10 +240,10 @@ def applied_exactly_once(engine: Engine) -> tuple[list[str], dict[str, int]]:
     """Every event applied (or superseded) once: nothing waits or failed, no observation or
     audit entry twice, each session's audit trail chains and ends at its status."""
     problems: list[str] = []
-    with Session(engine) as session:
+    with Session(engine) as db:
         states = Counter(
             dict(
-                session.execute(  # type: ignore[arg-type]
+                db.execute(  # type: ignore[arg-type]
                     select(InboundEvent.state, func.count()).group_by(InboundEvent.state)
                 ).all()
             )
@@ -251,16 +251,16 @@ def applied_exactly_once(engine: Engine) -> tuple[list[str], dict[str, int]]:
         for state in ("received", "failed", "quarantined"):
             if states[state]:
                 problems.append(f"{states[state]} event(s) {state}")
-        waiting = session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
+        waiting = db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
         if waiting:
             problems.append(f"{waiting} outbox row(s) left")
-        twice = session.execute(
+        twice = db.execute(
             select(ObservationRecord.session_pk, ObservationRecord.observation_key, func.count())
             .group_by(ObservationRecord.session_pk, ObservationRecord.observation_key)
             .having(func.count() > 1)
         ).all()
         problems += [f"observation recorded twice: {row}" for row in twice]
-        orphans = session.execute(
+        orphans = db.execute(
             select(func.count())
             .select_from(ObservationRecord)
             .join(InboundEvent, InboundEvent.id == ObservationRecord.event_id, isouter=True)
@@ -268,15 +268,13 @@ def applied_exactly_once(engine: Engine) -> tuple[list[str], dict[str, int]]:
         ).scalar_one()
         if orphans:
             problems.append(f"{orphans} observation(s) of events not marked applied/superseded")
-        retried = session.execute(
+        retried = db.execute(
             select(func.count()).select_from(InboundEvent).where(InboundEvent.attempts > 0)
         ).scalar_one()
-        observations = session.execute(
-            select(func.count()).select_from(ObservationRecord)
-        ).scalar_one()
+        observations = db.execute(select(func.count()).select_from(ObservationRecord)).scalar_one()
         statuses = {
             (row.provider, row.session_id): row.status
-            for row in session.execute(
+            for row in db.execute(
                 select(
                     VerificationSession.provider,
                     VerificationSession.session_id,
@@ -285,11 +283,11 @@ def applied_exactly_once(engine: Engine) -> tuple[list[str], dict[str, int]]:
             )
         }
         trails: dict[tuple[str, str], list[AuditEntry]] = defaultdict(list)
-        for entry in session.execute(
+        for entry in db.execute(
             select(AuditEntry).where(AuditEntry.subject == "session").order_by(AuditEntry.seq)
         ).scalars():
             trails[(entry.provider or "", entry.session_id or "")].append(entry)
-        chain = verify_chain(session)
+        chain = verify_chain(db)
     for key, entries in trails.items():
         ids = [entry.event_id for entry in entries if entry.event_id is not None]
         if len(ids) != len(set(ids)):

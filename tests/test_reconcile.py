@@ -201,9 +201,9 @@ def test_a_status_answer_of_the_wrong_shape_is_quarantined_and_the_tick_goes_on(
     assert status(world, "contiguity", fine["session_id"])[0] == "verified"
     row = find_session(world.services, "nevis", odd["session_id"])
     assert row.status != "verified" and row.poll_attempts >= 1 and row.next_check_at is not None
-    with Session(world.services.engine) as session:
+    with Session(world.services.engine) as db:
         errors = (
-            session.execute(
+            db.execute(
                 select(InboundEvent.parse_error).where(
                     InboundEvent.provider == "nevis",
                     InboundEvent.session_id == odd["session_id"],

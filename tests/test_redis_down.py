@@ -108,8 +108,8 @@ def deliver_while_redis_is_dead(make_services, private: Private):  # type: ignor
 
 
 def assert_outbox(engine, n: int) -> None:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        assert session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one() == n
+    with Session(engine) as db:
+        assert db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one() == n
 
 
 def run_worker(services) -> None:  # type: ignore[no-untyped-def]
@@ -119,19 +119,17 @@ def run_worker(services) -> None:  # type: ignore[no-untyped-def]
 
 
 def assert_every_event_applied_once(engine, expected) -> None:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
+    with Session(engine) as db:
         for event_id, (provider, session_id, status) in expected:
-            event = session.get(InboundEvent, event_id)
+            event = db.get(InboundEvent, event_id)
             assert event is not None and event.state == "applied", (event_id, event)
             observations = (
-                session.execute(
-                    select(ObservationRecord).where(ObservationRecord.event_id == event_id)
-                )
+                db.execute(select(ObservationRecord).where(ObservationRecord.event_id == event_id))
                 .scalars()
                 .all()
             )
             assert len(observations) == 1, (event_id, observations)
-            row = session.execute(
+            row = db.execute(
                 select(VerificationSession).where(
                     VerificationSession.provider == provider,
                     VerificationSession.session_id == session_id,
@@ -139,8 +137,8 @@ def assert_every_event_applied_once(engine, expected) -> None:  # type: ignore[n
             ).scalar_one()
             assert row.status == status, (provider, session_id, row.status)
             assert observations[0].session_pk == row.id
-        assert session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one() == 0
-        total = session.execute(select(func.count()).select_from(ObservationRecord)).scalar_one()
+        assert db.execute(select(func.count()).select_from(OutboxEntry)).scalar_one() == 0
+        total = db.execute(select(func.count()).select_from(ObservationRecord)).scalar_one()
         assert total == len(expected)
 
 
@@ -233,9 +231,7 @@ def test_cli_outbox_flush_recovers_after_redis_restart(
     assert code == 0 and "0 event(s) waiting; woke workers for 0" in output, output
 
 
-def test_a_drain_job_whose_redis_dies_as_it_starts_still_applies_everything(
-    make_services, private
-):  # type: ignore[no-untyped-def]
+def test_a_drain_job_whose_redis_dies_as_it_starts_still_applies_everything(make_services, private):  # type: ignore[no-untyped-def]
     """The job's first step (clearing the wake flag) needs Redis; the drain does not. A job that
     a worker took just before Redis died applies every stored event anyway."""
     services, _, expected = deliver_while_redis_is_dead(make_services, private)

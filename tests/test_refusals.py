@@ -37,8 +37,8 @@ def refused_contiguity(client, *, secret: str = "whsec_not_the_one", age: int = 
 
 
 def counts(engine) -> dict[tuple[str, str], int]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        rows = session.execute(select(RefusalCount)).scalars()
+    with Session(engine) as db:
+        rows = db.execute(select(RefusalCount)).scalars()
         found: dict[tuple[str, str], int] = {}
         for row in rows:
             found[(row.provider, row.reason)] = found.get((row.provider, row.reason), 0) + row.count
@@ -66,8 +66,8 @@ def test_refusals_are_counted_by_provider_and_reason(client, services, engine): 
     assert refused_contiguity(client).status_code == 401  # more in the same bucket: added
     services.refusals.flush()
     assert counts(engine)[("contiguity", "signature_mismatch")] == 4
-    with Session(engine) as session:
-        rows = list(session.execute(select(RefusalCount)).scalars())
+    with Session(engine) as db:
+        rows = list(db.execute(select(RefusalCount)).scalars())
     assert {row.bucket_start for row in rows} <= {
         bucket_of(datetime.now(UTC)),
         bucket_of(datetime.now(UTC) - timedelta(seconds=5)),

@@ -77,14 +77,14 @@ def broken_deploy(make_services):  # type: ignore[no-untyped-def]
 
 def statuses(engine) -> dict[tuple[str, ...], dict[str, str]]:  # type: ignore[no-untyped-def]
     """Every session's and user's (status, decided_by)."""
-    with Session(engine) as session:
+    with Session(engine) as db:
         found: dict[tuple[str, ...], dict[str, str]] = {}
-        for row in session.execute(select(VerificationSession)).scalars():
+        for row in db.execute(select(VerificationSession)).scalars():
             found[("session", row.provider, row.session_id)] = {
                 "status": row.status,
                 "decided_by": row.decided_by,
             }
-        for user in session.execute(select(UserRecord)).scalars():
+        for user in db.execute(select(UserRecord)).scalars():
             found[("user", user.user_ref)] = {"status": user.status, "decided_by": user.decided_by}
     return found
 
@@ -113,8 +113,8 @@ def pair(status: str, decided_by: str = "auto") -> dict[str, str]:
 
 
 def event_states(engine) -> dict[int, str]:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return dict(session.execute(select(InboundEvent.id, InboundEvent.state)).all())
+    with Session(engine) as db:
+        return dict(db.execute(select(InboundEvent.id, InboundEvent.state)).all())
 
 
 def test_bulk_replay_after_a_key_fix_does_exactly_what_its_dry_run_showed(
@@ -209,8 +209,8 @@ def test_bulk_replay_after_a_key_fix_does_exactly_what_its_dry_run_showed(
         ("user", "uc"),
         ("user", "ue"),
     }
-    with Session(engine) as session:
-        assert verify_chain(session).ok
+    with Session(engine) as db:
+        assert verify_chain(db).ok
 
 
 def test_quarantined_event_is_applied_after_a_parser_fix(api, engine, monkeypatch):  # type: ignore[no-untyped-def]
@@ -244,8 +244,8 @@ def test_quarantined_event_is_applied_after_a_parser_fix(api, engine, monkeypatc
             ("user", "uq"): (None, pair("canceled")),
         }
     )
-    with Session(engine) as session:
-        event = session.get(InboundEvent, event_id)
+    with Session(engine) as db:
+        event = db.get(InboundEvent, event_id)
         assert (event.session_id, event.user_ref) == ("vs_q", "uq")
     entries = audit_rows(engine)
     assert [(e.subject, e.source) for e in entries if e.source != "operator"] == [
@@ -277,8 +277,8 @@ def cli_env(services) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 def replay_row(engine, replay_id: int) -> Replay:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return session.get(Replay, replay_id)
+    with Session(engine) as db:
+        return db.get(Replay, replay_id)
 
 
 def assert_exactly_once(engine, replay_id: int, expected_done: int) -> None:  # type: ignore[no-untyped-def]

@@ -143,8 +143,8 @@ def test_applying_an_event_twice_changes_nothing(api):  # type: ignore[no-untype
     apply_all(services)
     before = len(audit_rows(services.engine))
     assert before == 2  # the session's change and the user's
-    with transaction(services.engine) as session:
-        session.add(OutboxEntry(event_id=answer.get_json()["event_id"]))
+    with transaction(services.engine) as db:
+        db.add(OutboxEntry(event_id=answer.get_json()["event_id"]))
     apply_all(services)
     assert len(audit_rows(services.engine)) == before
     assert count(services.engine, ObservationRecord) == 1
@@ -165,8 +165,8 @@ def test_audit_entries_chain_and_name_each_change(api):  # type: ignore[no-untyp
         ("requires_input", "verified"),
     ]
     assert all(r.source == "webhook" and r.event_id for r in rows)
-    with transaction(services.engine) as session:
-        assert verify_chain(session).ok
+    with transaction(services.engine) as db:
+        assert verify_chain(db).ok
 
 
 def test_unknown_user_is_404_with_status_unknown(api):  # type: ignore[no-untyped-def]

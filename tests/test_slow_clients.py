@@ -260,8 +260,8 @@ def timed(call) -> tuple[httpx.Response | None, float]:  # type: ignore[no-untyp
 
 
 def stored_events(engine) -> int:  # type: ignore[no-untyped-def]
-    with Session(engine) as session:
-        return session.execute(sql_select(func.count()).select_from(InboundEvent)).scalar_one()
+    with Session(engine) as db:
+        return db.execute(sql_select(func.count()).select_from(InboundEvent)).scalar_one()
 
 
 # ---- without a proxy: verihook web's own deadline ----------------------------------------

@@ -110,8 +110,8 @@ def api(make_services, redis_server):  # type: ignore[no-untyped-def]
 
 
 def sessions_stored(services) -> int:  # type: ignore[no-untyped-def]
-    with Session(services.engine) as session:
-        return session.execute(select(func.count()).select_from(VerificationSession)).scalar_one()
+    with Session(services.engine) as db:
+        return db.execute(select(func.count()).select_from(VerificationSession)).scalar_one()
 
 
 def post_raw(client, url: str, body: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -179,12 +179,12 @@ def test_booleans_are_json_true_or_false_only(api):  # type: ignore[no-untyped-d
         assert (answer.status_code, answer.get_json()) == (400, {"error": message}) or (
             answer.status_code == 400 and message in answer.get_json()["error"]
         ), (url, body, answer.get_json())
-    with Session(services.engine) as session:
-        assert session.get(UserRecord, "user-1") is not None, "a refused erasure erased"
+    with Session(services.engine) as db:
+        assert db.get(UserRecord, "user-1") is not None, "a refused erasure erased"
     answer = client.post("/api/v1/users/user-1/forget", json={"confirm": True}, headers=OPERATOR)
     assert answer.status_code == 200
-    with Session(services.engine) as session:
-        assert session.get(UserRecord, "user-1") is None
+    with Session(services.engine) as db:
+        assert db.get(UserRecord, "user-1") is None
 
 
 DEEP = b"[" * 50_000 + b"]" * 50_000

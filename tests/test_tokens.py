@@ -33,9 +33,9 @@ def api(make_services, redis_server):  # type: ignore[no-untyped-def]
 def every_stored_value(engine) -> str:  # type: ignore[no-untyped-def]
     """Every column of every row of every table, as one string."""
     parts = []
-    with Session(engine) as session:
+    with Session(engine) as db:
         for table in SQLModel.metadata.sorted_tables:
-            for row in session.execute(select(table)):
+            for row in db.execute(select(table)):
                 for value in row:
                     if isinstance(value, bytes | memoryview):
                         parts.append(bytes(value).decode("latin-1"))
@@ -53,8 +53,8 @@ def test_a_token_is_shown_once_stored_hashed_listed_and_revoked(api, engine):  #
     assert token.startswith("vh_") and len(token) > 40
     assert made.output.count(token) == 1  # printed once, alone on stdout
     assert "shown only this once" in made.stderr
-    with Session(engine) as session:
-        row = session.execute(select(ApiToken)).scalar_one()
+    with Session(engine) as db:
+        row = db.execute(select(ApiToken)).scalar_one()
     assert (row.name, row.role, row.revoked_at) == ("alice", "operator", None)
     assert row.token_digest == hashlib.sha256(token.encode()).hexdigest()
     assert token not in every_stored_value(engine)
@@ -87,8 +87,8 @@ def test_token_names_roles_and_errors(api, engine):  # type: ignore[no-untyped-d
     runner = CliRunner()
     unnamed = runner.invoke(tokens, ["create", "--role", "auditor"], env=env)
     assert unnamed.exit_code == 0, unnamed.output
-    with Session(engine) as session:
-        assert session.execute(select(ApiToken.name)).scalar_one().startswith("auditor-")
+    with Session(engine) as db:
+        assert db.execute(select(ApiToken.name)).scalar_one().startswith("auditor-")
     auth = {"Authorization": f"Bearer {unnamed.stdout.strip()}"}
     assert client.get("/api/v1/events", headers=auth).status_code == 200
     assert client.post("/api/v1/events/1/replay", headers=auth).status_code == 403
@@ -104,5 +104,5 @@ def test_token_names_roles_and_errors(api, engine):  # type: ignore[no-untyped-d
     for args, code, message in cases:
         result = runner.invoke(tokens, args, env=env)
         assert (result.exit_code, message in result.output) == (code, True), (args, result.output)
-    with Session(engine) as session:
-        assert len(session.execute(select(ApiToken)).all()) == 2
+    with Session(engine) as db:
+        assert len(db.execute(select(ApiToken)).all()) == 2

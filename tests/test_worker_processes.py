@@ -83,13 +83,13 @@ def test_four_workers_apply_shuffled_events_exactly_once(services, client, engin
     assert count(engine, OutboxEntry) == 0
     assert count(engine, InboundEvent, InboundEvent.state.in_(["applied", "superseded"])) == 2000
     assert count(engine, ObservationRecord) == 2000  # each distinct observation recorded once
-    with Session(engine) as session:
-        rows = session.execute(select(VerificationSession)).scalars().all()
+    with Session(engine) as db:
+        rows = db.execute(select(VerificationSession)).scalars().all()
         assert len(rows) == 200
         for row in rows:
             last = outcome(int(row.session_id[3:]))[-1][0]
             assert (row.status, row.decided_by) == EXPECTED[last], row.session_id
-        assert verify_chain(session).ok
+        assert verify_chain(db).ok
     by_session: dict[str, list] = {}  # type: ignore[type-arg]
     for entry in audit_rows(engine):
         if entry.subject == "session":
@@ -111,14 +111,14 @@ def test_kill_9_mid_batch_leaves_nothing_half_applied(services, client, engine):
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
-    with Session(engine) as session:
+    with Session(engine) as db:
         applied = set(
-            session.execute(
+            db.execute(
                 select(InboundEvent.id).where(InboundEvent.state == EventState.APPLIED)
             ).scalars()
         )
-        waiting = set(session.execute(select(OutboxEntry.event_id)).scalars())
-        recorded = set(session.execute(select(ObservationRecord.event_id)).scalars())
+        waiting = set(db.execute(select(OutboxEntry.event_id)).scalars())
+        recorded = set(db.execute(select(ObservationRecord.event_id)).scalars())
     assert applied | waiting == set(range(1, 601)) and not applied & waiting
     assert recorded == applied  # no observation without its event marked, and vice versa
     drain_ready_events(services)
@@ -133,18 +133,18 @@ def test_failed_event_is_marked_failed_retried_and_never_done(make_services, eng
     wrong_keys.keyring = Keyring.parse(new_key_spec("other"))
     stats = drain_ready_events(wrong_keys)
     assert stats.failed == 1
-    with Session(engine) as session:
-        event = session.get(InboundEvent, event_id)
-        entry = session.get(OutboxEntry, event_id)
+    with Session(engine) as db:
+        event = db.get(InboundEvent, event_id)
+        entry = db.get(OutboxEntry, event_id)
     assert event.state == EventState.FAILED and "DecryptionError" in event.last_error
     assert event.attempts == 1 and entry is not None and entry.attempts == 1
     assert drain_ready_events(wrong_keys).failed == 0  # backing off: not yet due
-    with transaction(engine) as session:
-        session.execute(update(OutboxEntry).values(available_at=entry.created_at))
+    with transaction(engine) as db:
+        db.execute(update(OutboxEntry).values(available_at=entry.created_at))
     right = make_services()
     assert drain_ready_events(right).applied == 1
-    with Session(engine) as session:
-        assert session.get(InboundEvent, event_id).state == EventState.APPLIED
+    with Session(engine) as db:
+        assert db.get(InboundEvent, event_id).state == EventState.APPLIED
 
 
 def test_exhausted_event_stays_failed_and_leaves_the_outbox(make_services, engine, client):  # type: ignore[no-untyped-def]
@@ -152,8 +152,8 @@ def test_exhausted_event_stays_failed_and_leaves_the_outbox(make_services, engin
     broken = make_services(apply_max_attempts=2)
     broken.keyring = Keyring.parse(new_key_spec("other"))
     for _ in range(2):
-        with transaction(engine) as session:
-            session.execute(update(OutboxEntry).values(available_at=OutboxEntry.created_at))
+        with transaction(engine) as db:
+            db.execute(update(OutboxEntry).values(available_at=OutboxEntry.created_at))
         drain_ready_events(broken)
     assert count(engine, OutboxEntry) == 0
     assert (

@@ -6,7 +6,7 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -185,13 +185,19 @@ def checkpoint_wal(engine: Engine) -> bool:
 
 
 @contextmanager
+def writer_lock(engine: Engine) -> AbstractContextManager[object]:
+    """What a writing transaction holds around its work: SQLite's writer lock (one writer at a
+    time across processes); nothing on PostgreSQL, whose row locks are enough."""
+    return sqlite_write_lock(engine) if is_sqlite(engine) else nullcontext()
+
+
 def transaction(engine: Engine) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any error."""
-    with sqlite_write_lock(engine) if is_sqlite(engine) else nullcontext():
-        with Session(engine, expire_on_commit=False) as session:
+    with writer_lock(engine):
+        with Session(engine, expire_on_commit=False) as db:
             try:
-                yield session
-                session.commit()
+                yield db
+                db.commit()
             except BaseException:
-                session.rollback()
+                db.rollback()
                 raise

@@ -206,12 +206,12 @@ def write_events(
     return results
 
 
-def store_event(session: Session, event: NewEvent, *, keyring: Keyring) -> tuple[int, bool]:
+def store_event(db: Session, event: NewEvent, *, keyring: Keyring) -> tuple[int, bool]:
     """Store one event (and its outbox row unless quarantined) in the caller's transaction,
     through the same statement as the ingest batches; return (id, created)."""
-    driver = session.connection().connection.driver_connection
+    driver = db.connection().connection.driver_connection
     stored = write_events(
-        driver, [prepare_event(event, keyring=keyring)], dialect=session.get_bind().dialect
+        driver, [prepare_event(event, keyring=keyring)], dialect=db.get_bind().dialect
     )[0]
     return stored.event_id, stored.created
 

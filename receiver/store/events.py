@@ -42,11 +42,11 @@ _FILL_USER_REF = (
 )
 
 
-def fill_user_refs(session: Session, refs: dict[tuple[str, str], str]) -> None:
+def fill_user_refs(db: Session, refs: dict[tuple[str, str], str]) -> None:
     """Give the stored events of these (provider, session id) pairs that carry no user ref the
     session's: a session's user ref can become known after its first events arrived (the backend
     registers it later), and every user filter must find them then."""
     if refs:
-        session.connection().execute(
+        db.connection().execute(
             _FILL_USER_REF, [{"p": p, "s": s, "u": u} for (p, s), u in sorted(refs.items())]
         )

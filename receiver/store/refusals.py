@@ -57,7 +57,7 @@ def bucket_of(at: datetime) -> datetime:
     return datetime.fromtimestamp(seconds - seconds % REFUSAL_BUCKET_SECONDS, UTC)
 
 
-def add_refusals(session: Session, counted: Iterable[Refusals]) -> None:
+def add_refusals(db: Session, counted: Iterable[Refusals]) -> None:
     """Add counts to their buckets (insert, or add to the row there), in the caller's
     transaction; in key order, so that two writers never wait on each other in a cycle."""
     rows = [
@@ -73,12 +73,12 @@ def add_refusals(session: Session, counted: Iterable[Refusals]) -> None:
     if not rows:
         return
     table = table_of(RefusalCount)
-    stmt = dialects.insert(session, table)
+    stmt = dialects.insert(db, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["provider", "reason", "bucket_start"],
         set_={"count": table.c["count"] + stmt.excluded["count"], "last_at": stmt.excluded.last_at},
     )
-    session.execute(stmt, rows)
+    db.execute(stmt, rows)
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,10 @@ class RefusalTotal:
     last_at: datetime
 
 
-def refusals_since(session: Session, since: datetime) -> list[RefusalTotal]:
+def refusals_since(db: Session, since: datetime) -> list[RefusalTotal]:
     """The refusals counted in the buckets from `since` on, by provider and reason, the most
     frequent first (then by provider and reason)."""
-    rows = session.execute(
+    rows = db.execute(
         select(
             col(RefusalCount.provider),
             col(RefusalCount.reason),
@@ -108,7 +108,7 @@ def refusals_since(session: Session, since: datetime) -> list[RefusalTotal]:
     return sorted(totals, key=lambda t: (-t.count, t.provider, t.reason))
 
 
-def prune_refusals(session: Session, *, now: datetime) -> None:
+def prune_refusals(db: Session, *, now: datetime) -> None:
     """Delete the buckets older than REFUSALS_KEEP_DAYS."""
     cutoff = now - timedelta(days=REFUSALS_KEEP_DAYS)
-    session.execute(delete(RefusalCount).where(col(RefusalCount.bucket_start) < cutoff))
+    db.execute(delete(RefusalCount).where(col(RefusalCount.bucket_start) < cutoff))

@@ -8,9 +8,9 @@ from sqlmodel import Session, col
 from receiver.store.models import VerificationSession
 
 
-def session_row(session: Session, provider: str, session_id: str) -> VerificationSession | None:
+def session_row(db: Session, provider: str, session_id: str) -> VerificationSession | None:
     """The session `session_id` of `provider`, or None when it is not known."""
-    return session.execute(
+    return db.execute(
         select(VerificationSession).where(
             col(VerificationSession.provider) == provider,
             col(VerificationSession.session_id) == session_id,

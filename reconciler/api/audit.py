@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from reconciler.api.auth import require_role
 from reconciler.api.schemas.audit import AsOf, AsOfQuery, AuditPage, AuditQuery, AuditVerify

@@ -54,10 +54,10 @@ def stored_principals(engine: Engine) -> dict[str, Principal]:
     query = select(col(ApiToken.token_digest), col(ApiToken.role), col(ApiToken.name)).where(
         col(ApiToken.revoked_at).is_(None)
     )
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         return {
             digest: Principal(role=role, name=name)
-            for digest, role, name in session.execute(query)
+            for digest, role, name in db.execute(query)
             if role in ROLES
         }
 

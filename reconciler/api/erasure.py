@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from reconciler.api.auth import require_role
 from reconciler.api.schemas.erasure import Erasure, ForgetRequest

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from receiver.store.db import transaction
 from reconciler.api.auth import require_role
@@ -65,8 +65,8 @@ def _bad(message: str, status: int = 400) -> ViewResult:
 def list_events(query: EventsQuery) -> ViewResult:
     """Stored inbound events, newest first, filtered, in cursor pages"""
     wanted = query.parsed
-    with transaction(get_services().engine) as session:
-        rows, next_cursor = query_events(session, wanted)
+    with transaction(get_services().engine) as db:
+        rows, next_cursor = query_events(db, wanted)
         events = [event_json(row) for row in rows]
     return jsonify({"events": events, "next_cursor": next_cursor, "limit": wanted.limit})
 

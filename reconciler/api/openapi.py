@@ -1,9 +1,9 @@
 """`GET /api/v1/openapi.json`: the OpenAPI 3.1 document of every endpoint the app serves.
 
 spectree writes it (reconciler/api/spec.py) from the app's URL map and the pydantic models each
-view is described with (`@spec.validate` next to the view; stand-ins in reconciler/api/inbound.py
-for the webhook and health views). An endpoint nobody described still appears, marked
-`x-undocumented`, and tests/test_openapi.py fails until it is described
+view is described with (`@spec.validate` next to the view; stand-ins in
+reconciler/api/inbound_openapi.py for the webhook and health views). An endpoint nobody described
+still appears, marked `x-undocumented`, and tests/test_openapi.py fails until it is described
 (`undocumented_endpoints`).
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify
 from werkzeug.routing import Rule
 
-from receiver.requests import ViewResult
-from reconciler.api import inbound  # noqa: F401  (registers the stand-ins)
+from receiver.request_rules import ViewResult
+from reconciler.api import inbound_openapi  # noqa: F401  (registers the stand-ins)
 from reconciler.api.schemas.inbound import Document
 from reconciler.api.spec import STAND_INS, answers, is_described, spec
 

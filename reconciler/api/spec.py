@@ -23,7 +23,7 @@ Where spectree's Flask plugin does not fit the contract, `AppPlugin` below adjus
   in production.
 
 Views in receiver/ that must not import this package (webhooks, health) are described by
-stand-ins (`reconciler/api/inbound.py`), registered with `@stands_in_for(endpoint)`.
+stand-ins (`reconciler/api/inbound_openapi.py`), registered with `@stands_in_for(endpoint)`.
 """
 
 from __future__ import annotations

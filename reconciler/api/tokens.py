@@ -65,10 +65,10 @@ def create_token(
         created_by=created_by[:64] if created_by else None,
     )
     try:
-        with transaction(engine) as session:
-            if session.execute(select(col(ApiToken.id)).where(col(ApiToken.name) == name)).first():
+        with transaction(engine) as db:
+            if db.execute(select(col(ApiToken.id)).where(col(ApiToken.name) == name)).first():
                 raise TokenError(f"a token named {name!r} exists already")
-            session.add(row)
+            db.add(row)
     except IntegrityError as exc:  # a concurrent create with the same name
         raise TokenError(f"a token named {name!r} exists already") from exc
     return row, token
@@ -79,19 +79,19 @@ def list_tokens(engine: Engine, *, include_revoked: bool = True) -> list[ApiToke
     query = select(ApiToken).order_by(col(ApiToken.id))
     if not include_revoked:
         query = query.where(col(ApiToken.revoked_at).is_(None))
-    with transaction(engine) as session:
-        return list(session.execute(query).scalars())
+    with transaction(engine) as db:
+        return list(db.execute(query).scalars())
 
 
 def revoke_token(engine: Engine, name: str) -> ApiToken:
     """Revoke a stored token by name (revoking twice keeps the first time); TokenError if none."""
-    with transaction(engine) as session:
-        row: ApiToken | None = session.execute(
+    with transaction(engine) as db:
+        row: ApiToken | None = db.execute(
             select(ApiToken).where(col(ApiToken.name) == name)
         ).scalar_one_or_none()
         if row is None:
             raise TokenError(f"no stored token is named {name!r}")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
-            session.add(row)
+            db.add(row)
         return row

@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import select
 from sqlmodel import col
 
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from receiver.store.db import transaction
 from receiver.store.events import fill_user_refs
@@ -51,10 +51,10 @@ def get_user(user_ref: str) -> ViewResult:
 
     404 with status `unknown` when the user was never seen.
     """
-    with transaction(get_services().engine) as session:
-        record = session.get(UserRecord, user_ref)
+    with transaction(get_services().engine) as db:
+        record = db.get(UserRecord, user_ref)
         sessions = list(
-            session.execute(
+            db.execute(
                 select(VerificationSession)
                 .where(col(VerificationSession.user_ref) == user_ref)
                 .order_by(col(VerificationSession.id))
@@ -82,12 +82,12 @@ def get_user(user_ref: str) -> ViewResult:
 )
 def get_session(provider: str, session_id: str) -> ViewResult:
     """A session, its status and its whole history"""
-    with transaction(get_services().engine) as session:
-        row = session_row(session, provider, session_id)
+    with transaction(get_services().engine) as db:
+        row = session_row(db, provider, session_id)
         if row is None:
             return jsonify({"error": "unknown session"}), 404
         history = list(
-            session.execute(
+            db.execute(
                 select(ObservationRecord)
                 .where(col(ObservationRecord.session_pk) == row.id)
                 .order_by(col(ObservationRecord.occurred_at), col(ObservationRecord.id))
@@ -148,15 +148,15 @@ def _create(provider: str, user_ref: str, options: dict[str, Any]) -> ViewResult
 
 
 def _register(provider: str, session_id: str, user_ref: str) -> ViewResult:
-    with transaction(get_services().engine) as session:
-        row = session_row(session, provider, session_id)
+    with transaction(get_services().engine) as db:
+        row = session_row(db, provider, session_id)
         if row is not None and row.user_ref not in (None, user_ref):
             return _bad("session is registered to another user", 409)
         created = row is None
         row = row or VerificationSession(provider=provider, session_id=session_id)
         row.user_ref, row.updated_at = user_ref, utcnow()
-        session.add(row)
-        session.flush()
-        fill_user_refs(session, {(provider, session_id): user_ref})  # events that came first
+        db.add(row)
+        db.flush()
+        fill_user_refs(db, {(provider, session_id): user_ref})  # events that came first
         answer = session_json(row)
     return jsonify(answer), 201 if created else 200

@@ -14,7 +14,7 @@ from sqlmodel import Session, col
 
 from receiver.canonical import utc
 from receiver.store import dialects
-from receiver.store.ledger_models import AuditEntry, AuditHead
+from receiver.store.audit_models import AuditEntry, AuditHead
 from receiver.store.models import table_of, utcnow
 
 GENESIS_HASH = "0" * 64
@@ -73,9 +73,9 @@ _ENTRIES = table_of(AuditEntry)
 _ENTRY_COLUMNS = [c for c in AuditEntry.model_fields if c != "id"]
 
 
-def _lock_head(session: Session) -> tuple[int, str]:
+def _lock_head(db: Session) -> tuple[int, str]:
     """Lock the chain head (creating it on first use); return its seq and hash."""
-    conn = session.connection()
+    conn = db.connection()
     conn.execute(
         dialects.insert(conn, _HEAD)
         .values(id=1, seq=0, entry_hash=GENESIS_HASH)
@@ -87,7 +87,7 @@ def _lock_head(session: Session) -> tuple[int, str]:
 
 
 def append_audit(
-    session: Session, drafts: Iterable[AuditDraft], at: datetime | None = None
+    db: Session, drafts: Iterable[AuditDraft], at: datetime | None = None
 ) -> list[SimpleNamespace]:
     """Append drafts to the chain inside the caller's transaction (locks the chain head).
 
@@ -97,7 +97,7 @@ def append_audit(
     drafts = list(drafts)
     if not drafts:
         return []
-    seq, head_hash = _lock_head(session)
+    seq, head_hash = _lock_head(db)
     at = at or utcnow()
     entries = []
     for draft in drafts:
@@ -113,7 +113,7 @@ def append_audit(
         )
         entry.entry_hash = head_hash = entry_hash(entry.prev_hash, hashed_fields(entry))
         entries.append(entry)
-    conn = session.connection()
+    conn = db.connection()
     conn.execute(insert(_ENTRIES), [{c: getattr(e, c) for c in _ENTRY_COLUMNS} for e in entries])
     conn.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=seq, entry_hash=head_hash))
     return entries
@@ -170,7 +170,7 @@ def verify_entries(
 
 
 def verify_chain(
-    session: Session, batch: int = 1000, *, after: tuple[int, str] | None = None
+    db: Session, batch: int = 1000, *, after: tuple[int, str] | None = None
 ) -> ChainReport:
     """Verify the stored chain, streaming it in seq order, against its head row.
 
@@ -178,14 +178,14 @@ def verify_chain(
     hash unchanged, its content matching it) and the entries after it are checked (an
     incremental verification).
     """
-    head = session.get(AuditHead, 1)
+    head = db.get(AuditHead, 1)
     start = after or (0, GENESIS_HASH)
     if start[0] > 0:  # walk again from the anchor itself: its hash and its content
-        anchor = session.execute(select(AuditEntry).where(col(AuditEntry.seq) == start[0])).scalar()
+        anchor = db.execute(select(AuditEntry).where(col(AuditEntry.seq) == start[0])).scalar()
         if anchor is None or anchor.entry_hash != start[1]:
             return ChainReport(False, start[0], start[1], start[0], "a verified entry changed")
         start = (start[0] - 1, anchor.prev_hash)
-    result = session.execute(
+    result = db.execute(
         select(AuditEntry)
         .where(col(AuditEntry.seq) > start[0])
         .order_by(col(AuditEntry.seq))

@@ -30,8 +30,8 @@ from sqlmodel import Session
 from receiver import inputs
 from receiver.canonical import utc
 from receiver.store import dialects
+from receiver.store.audit_models import AuditEntry, AuditHead
 from receiver.store.db import transaction
-from receiver.store.ledger_models import AuditEntry, AuditHead
 from receiver.store.models import table_of
 from reconciler.audit.chain import ChainReport, verify_chain
 
@@ -142,9 +142,9 @@ def record(row: Any) -> dict[str, Any]:
     return answer
 
 
-def head_seq(session: Session) -> int:
+def head_seq(db: Session) -> int:
     """The seq of the chain's last entry (0 for an empty chain)."""
-    head = session.get(AuditHead, 1, populate_existing=True)
+    head = db.get(AuditHead, 1, populate_existing=True)
     return head.seq if head is not None else 0
 
 
@@ -170,8 +170,8 @@ def query_page(engine: Engine, flt: AuditFilter, limit: int = DEFAULT_PAGE, afte
         raise AuditQueryError(f"limit must be between 1 and {MAX_PAGE}")
     if not 0 <= after <= MAX_SEQ:
         raise AuditQueryError(f"cursor must be an integer from 0 to {MAX_SEQ}")
-    with transaction(engine) as session:
-        rows = session.execute(_page_query(flt, after, limit + 1)).mappings().all()
+    with transaction(engine) as db:
+        rows = db.execute(_page_query(flt, after, limit + 1)).mappings().all()
     entries = [record(r) for r in rows[:limit]]
     more = len(rows) > limit
     return Page(entries, entries[-1]["seq"] if more else None)
@@ -179,8 +179,8 @@ def query_page(engine: Engine, flt: AuditFilter, limit: int = DEFAULT_PAGE, afte
 
 def current_head_seq(engine: Engine) -> int:
     """The chain head's seq now (0 for an empty chain)."""
-    with transaction(engine) as session:
-        return head_seq(session)
+    with transaction(engine) as db:
+        return head_seq(db)
 
 
 def iter_records(
@@ -192,8 +192,8 @@ def iter_records(
     """
     after = 0
     while after < upto:
-        with transaction(engine) as session:
-            rows = session.execute(_page_query(flt, after, batch, upto)).mappings().all()
+        with transaction(engine) as db:
+            rows = db.execute(_page_query(flt, after, batch, upto)).mappings().all()
         if not rows:
             return
         yield [record(r) for r in rows]
@@ -286,9 +286,9 @@ def status_as_of(engine: Engine, user_ref: str, at: datetime) -> AsOf:
     table = _table()
     columns = [table.c[name] for name in COLUMNS]
     at = utc(at)
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         deciding = (
-            session.execute(
+            db.execute(
                 select(*columns)
                 .where(table.c.user_ref == user_ref, table.c.subject == "user", table.c.at <= at)
                 .order_by(table.c.seq.desc())
@@ -300,7 +300,7 @@ def status_as_of(engine: Engine, user_ref: str, at: datetime) -> AsOf:
         if deciding is None:
             return AsOf(user_ref, at, "unknown", None, None, None, [])
         session_rows = (
-            session.execute(
+            db.execute(
                 select(*columns)
                 .where(
                     table.c.subject == "session",
@@ -331,8 +331,8 @@ def verify_stored_chain(engine: Engine, batch: int = 1000) -> ChainReport:
     On PostgreSQL the walk runs in REPEATABLE READ, so an append committed while it runs cannot
     look like a head that is further on than the entries.
     """
-    with transaction(dialects.snapshot(engine)) as session:
-        return verify_chain(session, batch)
+    with transaction(dialects.snapshot(engine)) as db:
+        return verify_chain(db, batch)
 
 
 def report_json(report: ChainReport) -> dict[str, Any]:

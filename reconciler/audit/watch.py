@@ -53,8 +53,8 @@ class AuditWatch:
         """Verify (in full when due, else incrementally) and record the outcome."""
         started = time.monotonic()
         full = self.is_full_due(started)
-        with snapshot_session(self.engine) as session:
-            report = verify_chain(session, after=None if full else self.verified)
+        with snapshot_session(self.engine) as db:
+            report = verify_chain(db, after=None if full else self.verified)
         if report.ok:
             self.verified = (report.entries, report.head)
             self.last_full = started if full else self.last_full

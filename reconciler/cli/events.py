@@ -124,8 +124,8 @@ def events_list(limit: int, cursor: str | None, fmt: str, **filters: Any) -> Non
         raise click.UsageError(str(exc)) from exc
     engine = engine_or_exit()
     try:
-        with transaction(engine) as session:
-            rows, next_cursor = list_events(session, wanted)
+        with transaction(engine) as db:
+            rows, next_cursor = list_events(db, wanted)
             shown = [event_json(row) for row in rows]
     finally:
         engine.dispose()

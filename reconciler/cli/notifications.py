@@ -10,7 +10,7 @@ from sqlmodel import col
 
 from receiver.canonical import utc
 from receiver.store.db import transaction
-from receiver.store.ledger_models import Notification
+from receiver.store.notification_models import Notification
 from reconciler import notify
 from reconciler.cli.common import StoreGroup, services_or_exit
 from reconciler.cli.options import format_option, old_spelling, print_table, stamp, write_records
@@ -45,7 +45,7 @@ def list_notifications(state: str | None, user_ref: str | None, limit: int, fmt:
         query = query.where(col(Notification.user_ref) == user_ref)
     services = services_or_exit()
     try:
-        with transaction(services.engine) as session:
+        with transaction(services.engine) as db:
             records = [
                 {
                     "id": n.id,
@@ -56,7 +56,7 @@ def list_notifications(state: str | None, user_ref: str | None, limit: int, fmt:
                     "last_error": n.last_error,
                     "created_at": utc(n.created_at).isoformat(),
                 }
-                for n in session.execute(query).scalars()
+                for n in db.execute(query).scalars()
             ]
     finally:
         services.close()

@@ -2,7 +2,8 @@
 chain verified).
 
 Data comes from the functions the API and the CLI use (reconciler.audit.queries,
-reconciler/console/queries.py); templates escape everything (Jinja autoescape, never `|safe`).
+reconciler/console/overview_queries.py); templates escape everything (Jinja autoescape, never
+`|safe`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from typing import Any
 
 from flask import Response, render_template, request, url_for
 
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from reconciler.audit import queries as aq
-from reconciler.console import queries
+from reconciler.console import overview_queries
 from reconciler.console.blueprint import bp, page_url
-from reconciler.console.docs import (
+from reconciler.console.openapi_models import (
     BAD_INPUT,
     ConsoleAuditExportQuery,
     ConsoleAuditQuery,
@@ -51,7 +52,7 @@ def timeline() -> ViewResult:
     except aq.AuditQueryError as exc:
         return error_page(400, "Not a valid user ref", str(exc))
     services = get_services()
-    found = queries.user_timeline(services, user_ref)
+    found = overview_queries.user_timeline(services, user_ref)
     page = aq.query_page(services.engine, aq.AuditFilter(user_ref=user_ref), TIMELINE_AUDIT_LIMIT)
     return render_template(
         "console/timeline.html",

@@ -13,12 +13,12 @@ from typing import Any
 from flask import render_template, request
 
 from receiver.providers import REGISTRY
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from receiver.store.db import transaction
 from reconciler.console import triage_queries
 from reconciler.console.blueprint import bp, page_url
-from reconciler.console.docs import (
+from reconciler.console.openapi_models import (
     BAD_INPUT,
     PAGE_SIZES,
     ConsoleEventQuery,
@@ -78,12 +78,12 @@ def events() -> ViewResult:
     except FilterError as exc:
         problem = str(exc)
     else:
-        with transaction(get_services().engine) as session:
-            found, next_cursor = list_events(session, wanted)
+        with transaction(get_services().engine) as db:
+            found, next_cursor = list_events(db, wanted)
             rows = [event_json(row) for row in found]
             ids = [row["id"] for row in rows]
-            results = triage_queries.results_of(session, ids)
-            deliveries = triage_queries.deliveries_of(session, ids)
+            results = triage_queries.results_of(db, ids)
+            deliveries = triage_queries.deliveries_of(db, ids)
         for row in rows:
             row["results"], row["deliveries"] = results[row["id"]], deliveries[row["id"]]
         if next_cursor:
@@ -134,9 +134,9 @@ def event(event_id: int) -> ViewResult:
     except NotFound:
         return error_page(404, "No such event", f"No event has id {event_id}.")
     delivery = shown["delivery"]
-    with transaction(get_services().engine) as session:
-        shown["deliveries"] = triage_queries.deliveries_of(session, [event_id])[event_id]
-        shown["last_repeat_at"] = triage_queries.last_repeat_at(session, event_id)
+    with transaction(get_services().engine) as db:
+        shown["deliveries"] = triage_queries.deliveries_of(db, [event_id])[event_id]
+        shown["last_repeat_at"] = triage_queries.last_repeat_at(db, event_id)
     return render_template(
         "console/event.html",
         event=shown,

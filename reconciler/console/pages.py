@@ -19,13 +19,13 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.canonical import utc
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from receiver.store.models import EventState
 from reconciler.api.spec import answers
-from reconciler.console import queries
+from reconciler.console import overview_queries
 from reconciler.console.blueprint import bp
-from reconciler.console.docs import console_route, page_answers
+from reconciler.console.openapi_models import console_route, page_answers
 from reconciler.console.security import error_page
 from reconciler.replay.runs import list_replays
 from reconciler.replay.shaping import replay_json
@@ -115,7 +115,7 @@ def overview() -> ViewResult:
     Events by state, queue depth and age, failed/quarantined, overdue sessions, leader.
     """
     services = get_services()
-    numbers = queries.overview(services)
+    numbers = overview_queries.overview(services)
     overdue, replays = [], []
     if numbers.available:
         try:
@@ -130,7 +130,7 @@ def overview() -> ViewResult:
         states=EVENT_STATES,
         overdue=overdue,
         replays=replays,
-        leader=queries.scheduler_leader(services),
+        leader=overview_queries.scheduler_leader(services),
     )
 
 

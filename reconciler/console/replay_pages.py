@@ -14,11 +14,11 @@ from typing import Any
 
 from flask import redirect, render_template, request, url_for
 
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from receiver.store.models import utcnow
 from reconciler.console.blueprint import bp
-from reconciler.console.docs import (
+from reconciler.console.openapi_models import (
     ConsoleBulkReplayForm,
     ConsoleFilterForm,
     console_route,

@@ -23,7 +23,8 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, g, redirect, render_template, request, session, url_for
+from flask import current_app, g, redirect, render_template, request, url_for
+from flask import session as cookie
 from flask.wrappers import Response
 
 from receiver.services import get_services
@@ -55,24 +56,24 @@ SECURITY_HEADERS = {
 
 def csrf_token() -> str:
     """This session's CSRF token (created on first use)."""
-    token = session.get("csrf")
+    token = cookie.get("csrf")
     if not isinstance(token, str) or not token:
-        token = session["csrf"] = secrets.token_urlsafe(32)
+        token = cookie["csrf"] = secrets.token_urlsafe(32)
     return token
 
 
 def new_session(session_id: str) -> None:
     """Start a signed-in session (`session_id` from `session_store.open_session`): nothing
     carried over from before (no fixation), fresh CSRF."""
-    session.clear()
-    session["sid"] = session_id
-    session["csrf"] = secrets.token_urlsafe(32)
-    session.permanent = True
+    cookie.clear()
+    cookie["sid"] = session_id
+    cookie["csrf"] = secrets.token_urlsafe(32)
+    cookie.permanent = True
 
 
 def csrf_ok() -> bool:
     """True when the POSTed form carries this session's CSRF token."""
-    expected = session.get("csrf")
+    expected = cookie.get("csrf")
     given = request.form.get(CSRF_FIELD, "")
     return (
         isinstance(expected, str)
@@ -84,19 +85,19 @@ def csrf_ok() -> bool:
 def signed_in_principal() -> Principal | None:
     """The principal of the session if its sign-in is still open on the server and its token
     still valid, else None (and the cookie is cleared)."""
-    session_id = session.get("sid")
+    session_id = cookie.get("sid")
     if not isinstance(session_id, str) or not session_id:
         return None
     digest = session_token(get_services().engine, session_id)
     if digest is None:
         log.info("console session ended: signed out or expired")
-        session.clear()
+        cookie.clear()
         g.console_session_ended = True
         return None
     principal = known_tokens().get(digest)
     if principal is None:
         log.info("console session ended: its token is no longer valid")
-        session.clear()
+        cookie.clear()
         g.console_session_ended = True
     return principal
 

@@ -35,9 +35,9 @@ def open_session(
     cookie only). Sessions already expired are deleted on the way."""
     now = now or utcnow()
     session_id = secrets.token_urlsafe(32)
-    with transaction(engine) as session:
-        session.execute(delete(ConsoleSession).where(col(ConsoleSession.expires_at) <= now))
-        session.add(
+    with transaction(engine) as db:
+        db.execute(delete(ConsoleSession).where(col(ConsoleSession.expires_at) <= now))
+        db.add(
             ConsoleSession(
                 session_digest=session_digest(session_id),
                 token_digest=token_digest,
@@ -54,15 +54,15 @@ def session_token(engine: Engine, session_id: str, *, now: datetime | None = Non
         col(ConsoleSession.session_digest) == session_digest(session_id),
         col(ConsoleSession.expires_at) > (now or utcnow()),
     )
-    with transaction(engine) as session:
-        found: str | None = session.execute(query).scalar_one_or_none()
+    with transaction(engine) as db:
+        found: str | None = db.execute(query).scalar_one_or_none()
         return found
 
 
 def close_session(engine: Engine, session_id: str) -> bool:
     """End a session (signing out): True when there was one to end."""
-    with transaction(engine) as session:
-        result = session.execute(
+    with transaction(engine) as db:
+        result = db.execute(
             delete(ConsoleSession).where(
                 col(ConsoleSession.session_digest) == session_digest(session_id)
             )

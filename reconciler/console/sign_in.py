@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import redirect, render_template, request, session, url_for
+from flask import redirect, render_template, request, url_for
+from flask import session as cookie
 
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from reconciler.api.auth import authenticate_token, known_tokens, token_digest
 from reconciler.console.blueprint import bp
-from reconciler.console.docs import (
+from reconciler.console.openapi_models import (
     ConsoleCsrfForm,
     ConsoleSignInForm,
     ConsoleSignInQuery,
@@ -87,8 +88,8 @@ def sign_out() -> Any:
     Ends the session on the server (a copy of the cookie no longer signs anyone in) and forgets
     it in the browser.
     """
-    session_id = session.get("sid")
+    session_id = cookie.get("sid")
     if isinstance(session_id, str) and session_id:
         close_session(get_services().engine, session_id)
-    session.clear()
+    cookie.clear()
     return redirect(url_for("console.sign_in", signed_out="1"))

@@ -13,11 +13,11 @@ import logging
 from flask import redirect, render_template, request, url_for
 
 from receiver.providers import REGISTRY
-from receiver.requests import ViewResult
+from receiver.request_rules import ViewResult
 from receiver.services import get_services
 from reconciler.console import triage_queries
 from reconciler.console.blueprint import bp
-from reconciler.console.docs import (
+from reconciler.console.openapi_models import (
     ConsoleReconcileForm,
     console_route,
     form_answers,

@@ -39,11 +39,11 @@ ATTENTION_STATES = (EventState.FAILED.value, EventState.QUARANTINED.value)
 REFUSALS_WINDOW = timedelta(hours=24)
 
 
-def results_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, str]]]:
+def results_of(db: Session, ids: list[int]) -> dict[int, list[dict[str, str]]]:
     """Per event id, the statuses its observations gave (status, decided_by, disposition)."""
     found: dict[int, list[dict[str, str]]] = {i: [] for i in ids}
     if ids:
-        for event_id, status, decided_by, disposition in session.execute(
+        for event_id, status, decided_by, disposition in db.execute(
             select(
                 col(ObservationRecord.event_id),
                 col(ObservationRecord.status),
@@ -59,11 +59,11 @@ def results_of(session: Session, ids: list[int]) -> dict[int, list[dict[str, str
     return found
 
 
-def deliveries_of(session: Session, ids: list[int]) -> dict[int, int]:
+def deliveries_of(db: Session, ids: list[int]) -> dict[int, int]:
     """Per event id, how many times the provider delivered it (1 + the repeats counted)."""
     found = dict.fromkeys(ids, 1)
     if ids:
-        for event_id, repeats in session.execute(
+        for event_id, repeats in db.execute(
             select(col(DeliveryCount.event_id), col(DeliveryCount.duplicates)).where(
                 col(DeliveryCount.event_id).in_(ids)
             )
@@ -72,9 +72,9 @@ def deliveries_of(session: Session, ids: list[int]) -> dict[int, int]:
     return found
 
 
-def last_repeat_at(session: Session, event_id: int) -> datetime | None:
+def last_repeat_at(db: Session, event_id: int) -> datetime | None:
     """When the provider last delivered the event again (None: never)."""
-    row = session.get(DeliveryCount, event_id)
+    row = db.get(DeliveryCount, event_id)
     return row.last_at if row is not None else None
 
 
@@ -89,8 +89,8 @@ class Attention:
 def needs_attention(engine: Engine, limit: int) -> Attention:
     """The newest `limit` things that need a person: failed or quarantined events (by when they
     arrived) and overdue sessions (by when they were last updated: flagged, or news)."""
-    with transaction(engine) as session:
-        events = session.execute(
+    with transaction(engine) as db:
+        events = db.execute(
             select(InboundEvent)
             .options(defer(InboundEvent.payload_blob))  # type: ignore[arg-type]  # sqlmodel types it as bytes
             .where(col(InboundEvent.state).in_(ATTENTION_STATES))
@@ -100,7 +100,7 @@ def needs_attention(engine: Engine, limit: int) -> Attention:
         items = [{"item": "event", "at": utc(e.received_at), **event_json(e)} for e in events]
         totals = {
             state: int(count)
-            for state, count in session.execute(
+            for state, count in db.execute(
                 select(col(InboundEvent.state), func.count())
                 .where(col(InboundEvent.state).in_(ATTENTION_STATES))
                 .group_by(InboundEvent.state)
@@ -122,9 +122,9 @@ def count_overdue(engine: Engine) -> int:
     """How many sessions are flagged overdue."""
     from receiver.store.models import VerificationSession
 
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         return int(
-            session.execute(
+            db.execute(
                 select(func.count())
                 .select_from(VerificationSession)
                 .where(col(VerificationSession.overdue).is_(True))
@@ -147,13 +147,13 @@ def session_detail(
 ) -> dict[str, Any] | None:
     """A session with its history (oldest first), its recent checks (newest first), when it is
     checked next and why, and (when flagged) why it is overdue; None when unknown."""
-    with transaction(engine) as session:
-        row = session_row(session, provider, session_id)
+    with transaction(engine) as db:
+        row = session_row(db, provider, session_id)
         if row is None or row.id is None:
             return None
         history = [
             history_json(o)
-            for o in session.execute(
+            for o in db.execute(
                 select(ObservationRecord)
                 .where(col(ObservationRecord.session_pk) == row.id)
                 .order_by(col(ObservationRecord.occurred_at), col(ObservationRecord.id))
@@ -161,7 +161,7 @@ def session_detail(
         ]
         polls = [
             {"at": iso_time(p.polled_at), "outcome": p.outcome, "event_id": p.event_id}
-            for p in session.execute(
+            for p in db.execute(
                 select(SessionPoll)
                 .where(col(SessionPoll.session_pk) == row.id)
                 .order_by(col(SessionPoll.id).desc())
@@ -203,8 +203,8 @@ def _next_check_means(policy: Policy | None, shown: dict[str, Any]) -> str:
 
 def refusals_by_reason(engine: Engine, window: timedelta = REFUSALS_WINDOW) -> list[dict[str, Any]]:
     """Refused deliveries of the last `window` by provider and reason, the most first."""
-    with transaction(engine) as session:
-        totals = refusals_since(session, utcnow() - window)
+    with transaction(engine) as db:
+        totals = refusals_since(db, utcnow() - window)
     return [
         {
             "provider": t.provider,

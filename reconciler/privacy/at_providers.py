@@ -37,8 +37,8 @@ def sessions_of(services: Services, user_ref: str) -> list[tuple[str, str]]:
     was forgotten (their sessions then carry the pseudonym), so that a failed call can be retried.
     """
     refs = [user_ref, pseudonym(user_ref)]
-    with transaction(services.engine) as session:
-        rows = session.execute(
+    with transaction(services.engine) as db:
+        rows = db.execute(
             select(col(VerificationSession.provider), col(VerificationSession.session_id))
             .where(col(VerificationSession.user_ref).in_(refs))
             .order_by(col(VerificationSession.id))

@@ -18,10 +18,10 @@ from sqlalchemy import Connection, Row, Table, delete, func, select, update
 from sqlmodel import col
 
 from receiver.services import Services
+from receiver.store.audit_models import AuditEntry
 from receiver.store.crypto import Sealed
 from receiver.store.db import checkpoint_wal, transaction
 from receiver.store.events import payload_aad
-from receiver.store.ledger_models import AuditEntry, Notification
 from receiver.store.models import (
     InboundEvent,
     ObservationRecord,
@@ -30,6 +30,7 @@ from receiver.store.models import (
     table_of,
     utcnow,
 )
+from receiver.store.notification_models import Notification
 from reconciler.audit.chain import AuditDraft, append_audit
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,9 @@ class RotationStats:
 def rows_to_rotate(services: Services) -> int:
     """How many sealed rows are not under the newest key yet."""
     current = services.keyring.current_key_id
-    with transaction(services.engine) as session:
+    with transaction(services.engine) as db:
         return sum(
-            session.execute(
+            db.execute(
                 select(func.count())
                 .select_from(table)
                 .where(table.c[blob].is_not(None), table.c.key_id != current)
@@ -94,8 +95,8 @@ def rotate_keys(
     for table, blob, aad_columns, aad in SEALED_COLUMNS:
         stats.rotated[table.name] = 0
         while True:
-            with transaction(services.engine) as session:
-                conn = session.connection()
+            with transaction(services.engine) as db:
+                conn = db.connection()
                 rows = conn.execute(
                     select(
                         table.c.id,
@@ -140,8 +141,8 @@ def purge_expired(
     cutoff = (now or utcnow()) - timedelta(days=days)
     event_filter = (_EVENTS.c.received_at < cutoff, _EVENTS.c.payload_blob.is_not(None))
     obs_filter = (_OBSERVATIONS.c.recorded_at < cutoff, _OBSERVATIONS.c.details_blob.is_not(None))
-    with transaction(services.engine) as session:
-        conn = session.connection()
+    with transaction(services.engine) as db:
+        conn = db.connection()
         if dry_run:
             events = conn.execute(
                 select(func.count()).select_from(_EVENTS).where(*event_filter)
@@ -197,8 +198,8 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
     and record the erasure in the audit history. Statuses stay, under the pseudonym. On SQLite
     the write-ahead log is then checkpointed and truncated: no old page keeps the ref."""
     alias = pseudonym(user_ref)
-    with transaction(services.engine) as session:
-        conn = session.connection()
+    with transaction(services.engine) as db:
+        conn = db.connection()
         sessions, observations, session_ids = _erase_sessions(conn, user_ref, alias)
         events = _shred_events(conn, user_ref, alias, session_ids)
         _replace_ref_used_as_session_id(conn, user_ref, alias)
@@ -209,7 +210,7 @@ def forget_user(services: Services, user_ref: str, *, actor: str) -> ErasureStat
             update(AuditEntry).where(col(AuditEntry.user_ref) == user_ref).values(user_ref=None)
         ).rowcount
         conn.execute(delete(UserRecord).where(col(UserRecord.user_ref) == user_ref))
-        append_audit(session, [_erasure_entry(actor, alias)])
+        append_audit(db, [_erasure_entry(actor, alias)])
     _leave_no_copy(services)
     return ErasureStats(
         user_ref_digest=alias,

@@ -8,12 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from receiver.exceptions import DecryptionError
 from receiver.providers.base import Parsed
 from receiver.services import Services
+from receiver.store import dialects
 from receiver.store.models import EventState, InboundEvent, OutboxEntry, table_of, utcnow
 from reconciler.backoff import backoff_seconds
 from reconciler.drain import DrainStats, apply_batch, reparse
@@ -23,13 +23,11 @@ FAILURES_LIST_LIMIT = 100
 """Events that could not be applied listed in a summary (with their error)."""
 
 
-def _upsert_outbox(session: Session, rows: list[dict[str, Any]]) -> None:
+def _upsert_outbox(db: Session, rows: list[dict[str, Any]]) -> None:
     """Insert or reset outbox rows, in event id order (the lock order workers use too)."""
     if not rows:
         return
-    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    table = table_of(OutboxEntry)
-    stmt = module.insert(table)
+    stmt = dialects.insert(db.get_bind(), table_of(OutboxEntry))
     stmt = stmt.on_conflict_do_update(
         index_elements=["event_id"],
         set_={
@@ -38,7 +36,7 @@ def _upsert_outbox(session: Session, rows: list[dict[str, Any]]) -> None:
             "enqueued_at": None,
         },
     )
-    session.execute(stmt, sorted(rows, key=lambda r: r["event_id"]))
+    db.execute(stmt, sorted(rows, key=lambda r: r["event_id"]))
 
 
 @dataclass
@@ -53,7 +51,7 @@ class _LookAhead:
 
 
 def replay_batch(
-    session: Session, services: Services, event_ids: Iterable[int], effect: Effect
+    db: Session, services: Services, event_ids: Iterable[int], effect: Effect
 ) -> DrainStats:
     """Replay events inside the caller's transaction and fold their effect into `effect`.
 
@@ -64,25 +62,25 @@ def replay_batch(
     """
     ids = sorted(set(event_ids))
     events = list(
-        session.execute(
+        db.execute(
             select(InboundEvent).where(col(InboundEvent.id).in_(ids)).order_by(col(InboundEvent.id))
         ).scalars()
     )
     ahead = _look_ahead(services, events)
-    sessions_before = session_states(session, ahead.session_keys)
+    sessions_before = session_states(db, ahead.session_keys)
     user_refs = ahead.user_refs | _users_of(sessions_before)
-    users_before = user_states(session, user_refs)
+    users_before = user_states(db, user_refs)
 
-    _reset(session, services, ids, ahead, effect)
+    _reset(db, services, ids, ahead, effect)
     for event in events:  # their ORM copies predate these updates
-        session.expire(event)
+        db.expire(event)
     stats = DrainStats()
     if ahead.to_apply:
-        apply_batch(session, services, ahead.to_apply, stats, replay=True)
+        apply_batch(db, services, ahead.to_apply, stats, replay=True)
 
-    sessions_after = session_states(session, ahead.session_keys)
+    sessions_after = session_states(db, ahead.session_keys)
     user_refs |= _users_of(sessions_after)
-    users_after = user_states(session, user_refs)
+    users_after = user_states(db, user_refs)
     effect.add_counts(stats, len(events), len(ahead.failures))
     effect.add_changes("sessions", sessions_before, sessions_after)
     effect.add_changes("users", users_before, users_after)
@@ -119,7 +117,7 @@ def _users_of(states: dict[str, tuple[Any, dict[str, Any]]]) -> set[str]:
 
 
 def _reset(
-    session: Session, services: Services, ids: list[int], ahead: _LookAhead, effect: Effect
+    db: Session, services: Services, ids: list[int], ahead: _LookAhead, effect: Effect
 ) -> None:
     """Put the events to apply back in the outbox, fresh; mark the failures failed, in the
     outbox with the worker's backoff while it retries (listed in `effect`)."""
@@ -128,7 +126,7 @@ def _reset(
     retry_at = now + timedelta(seconds=backoff_seconds(1))
     retried = services.settings.apply_max_attempts > 1  # else a failure leaves the outbox
     _upsert_outbox(
-        session,
+        db,
         [
             {
                 "event_id": event_id,
@@ -142,16 +140,16 @@ def _reset(
     )
     if failures and not retried:
         outbox = table_of(OutboxEntry)
-        session.execute(delete(outbox).where(outbox.c.event_id.in_(sorted(failures))))
+        db.execute(delete(outbox).where(outbox.c.event_id.in_(sorted(failures))))
     events_table = table_of(InboundEvent)
     if to_apply:
-        session.execute(
+        db.execute(
             update(events_table)
             .where(events_table.c.id.in_(to_apply))
             .values(attempts=0, updated_at=now)
         )
     for event_id, message in sorted(failures.items()):
-        session.execute(
+        db.execute(
             update(events_table)
             .where(events_table.c.id == event_id)
             .values(state=EventState.FAILED.value, attempts=1, last_error=message, updated_at=now)

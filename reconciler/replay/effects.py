@@ -101,7 +101,7 @@ class Effect:
 
 
 def session_states(
-    session: Session, keys: set[tuple[str, str]]
+    db: Session, keys: set[tuple[str, str]]
 ) -> dict[str, tuple[StatusPair, dict[str, Any]]]:
     """`provider/session_id` → (status pair, identity) of these sessions, as they are now."""
     if not keys:
@@ -109,7 +109,7 @@ def session_states(
     by_provider: dict[str, list[str]] = {}
     for provider, session_id in keys:
         by_provider.setdefault(provider, []).append(session_id)
-    rows = session.execute(
+    rows = db.execute(
         select(
             col(VerificationSession.provider),
             col(VerificationSession.session_id),
@@ -137,11 +137,11 @@ def session_states(
     }
 
 
-def user_states(session: Session, refs: set[str]) -> dict[str, tuple[StatusPair, dict[str, Any]]]:
+def user_states(db: Session, refs: set[str]) -> dict[str, tuple[StatusPair, dict[str, Any]]]:
     """user_ref → (status pair, identity) of these users, as they are now."""
     if not refs:
         return {}
-    rows = session.execute(
+    rows = db.execute(
         select(col(UserRecord.user_ref), col(UserRecord.status), col(UserRecord.decided_by)).where(
             col(UserRecord.user_ref).in_(sorted(refs))
         )

@@ -11,13 +11,12 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlmodel import Session
 
 from receiver.services import Services
-from receiver.store.db import UNAVAILABLE_ERRORS, is_sqlite, sqlite_write_lock, transaction
+from receiver.store.db import UNAVAILABLE_ERRORS, transaction, writer_lock
 from receiver.store.models import InboundEvent, utcnow
 from receiver.store.replay_models import Replay, ReplayState
 from reconciler import notify
@@ -44,11 +43,6 @@ BATCH_RETRIES = 3
 """A batch that hits a transient database error (deadlock, serialization) is retried."""
 
 
-def _writer(services: Services) -> AbstractContextManager[Any]:
-    """The process's SQLite writer lock (as `transaction()` takes it); nothing on PostgreSQL."""
-    return sqlite_write_lock(services.engine) if is_sqlite(services.engine) else nullcontext()
-
-
 def _wake_notifier(services: Services, stats: DrainStats) -> None:
     if stats.changed_users and services.settings.notify_url:
         notify.wake_notifier(services, stats.changed_users)
@@ -61,19 +55,19 @@ def replay_event(
     services: Services, event_id: int, *, actor_name: str, dry_run: bool = False
 ) -> dict[str, Any]:
     """Replay one event now (or compute what that would do); the operator action is audited."""
-    with _writer(services), Session(services.engine, expire_on_commit=False) as session:
+    with writer_lock(services.engine), Session(services.engine, expire_on_commit=False) as db:
         try:
-            event = session.get(InboundEvent, event_id)
+            event = db.get(InboundEvent, event_id)
             if event is None:
                 raise NotFound(f"no event {event_id}")
             state_before = event.state
             effect = Effect()
-            stats = replay_batch(session, services, [event_id], effect)
-            event = session.get(InboundEvent, event_id, populate_existing=True)
+            stats = replay_batch(db, services, [event_id], effect)
+            event = db.get(InboundEvent, event_id, populate_existing=True)
             assert event is not None
             if not dry_run:
                 append_audit(
-                    session,
+                    db,
                     [
                         operator_draft(
                             actor_name,
@@ -87,11 +81,11 @@ def replay_event(
                 )
             after = event_json(event)
             if dry_run:
-                session.rollback()
+                db.rollback()
             else:
-                session.commit()
+                db.commit()
         except BaseException:
-            session.rollback()
+            db.rollback()
             raise
     if not dry_run:
         record_applied(stats)
@@ -112,15 +106,15 @@ def dry_run(
     services: Services, flt: EventFilter, *, max_events: int = DRY_RUN_MAX_EVENTS
 ) -> dict[str, Any]:
     """What a bulk replay of `flt` would change: it is applied for real, then rolled back."""
-    with _writer(services), Session(services.engine) as session:
+    with writer_lock(services.engine), Session(services.engine) as db:
         try:
-            total = count_matching(session, flt)
-            ids = matching_ids(session, flt, limit=max_events)
+            total = count_matching(db, flt)
+            ids = matching_ids(db, flt, limit=max_events)
             effect = Effect()
             if ids:
-                replay_batch(session, services, ids, effect)
+                replay_batch(db, services, ids, effect)
         finally:
-            session.rollback()
+            db.rollback()
     return {
         "dry_run": True,
         "filter": flt.to_json(),
@@ -133,8 +127,8 @@ def dry_run(
 
 def _run_batch(services: Services, replay_id: int, limit: int) -> tuple[Replay, int, DrainStats]:
     """Replay the next batch of a bulk replay and advance its cursor, in one transaction."""
-    with transaction(services.engine) as session:
-        row = lock_replay(session, replay_id)
+    with transaction(services.engine) as db:
+        row = lock_replay(db, replay_id)
         stats = DrainStats()
         if row.state == ReplayState.DONE:
             return row, 0, stats
@@ -145,19 +139,19 @@ def _run_batch(services: Services, replay_id: int, limit: int) -> tuple[Replay, 
             {k: v for k, v in json.loads(row.filter_json).items() if v is not None}
         )
         ids = matching_ids(
-            session, flt, after_id=row.last_event_id or 0, upto_id=row.max_event_id, limit=limit
+            db, flt, after_id=row.last_event_id or 0, upto_id=row.max_event_id, limit=limit
         )
         if ids:
             effect = Effect.from_json(json.loads(row.summary_json))
-            stats = replay_batch(session, services, ids, effect)
+            stats = replay_batch(db, services, ids, effect)
             row.last_event_id, row.done = ids[-1], row.done + len(ids)
             row.total = max(row.total, row.done)
             row.summary_json = json.dumps(effect.to_json())
         if len(ids) < limit:
             row.state, row.finished_at = ReplayState.DONE.value, now
             row.total = row.done
-            audit_end(session, row, "finished")
-        session.add(row)
+            audit_end(db, row, "finished")
+        db.add(row)
     return row, len(ids), stats
 
 

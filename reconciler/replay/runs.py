@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def matching_ids(
-    session: Session,
+    db: Session,
     flt: EventFilter,
     *,
     after_id: int = 0,
@@ -40,24 +40,24 @@ def matching_ids(
         query = query.where(col(InboundEvent.id) <= upto_id)
     if limit is not None:
         query = query.limit(limit)
-    return [int(i) for i in session.execute(query).scalars()]
+    return [int(i) for i in db.execute(query).scalars()]
 
 
-def count_matching(session: Session, flt: EventFilter, upto_id: int | None = None) -> int:
+def count_matching(db: Session, flt: EventFilter, upto_id: int | None = None) -> int:
     """How many events match a filter (up to an id)."""
     query = select(func.count()).select_from(InboundEvent).where(*flt.clauses())
     if upto_id is not None:
         query = query.where(col(InboundEvent.id) <= upto_id)
-    return int(session.execute(query).scalar_one())
+    return int(db.execute(query).scalar_one())
 
 
 def create_replay(services: Services, flt: EventFilter, *, actor_name: str) -> Replay:
     """Store a pending bulk replay of the events matching `flt` now; audit the operator action."""
     if flt.is_empty():
         raise FilterError("a bulk replay needs at least one filter (state, provider, since, …)")
-    with transaction(services.engine) as session:
-        upto = session.execute(select(func.max(col(InboundEvent.id)))).scalar_one_or_none() or 0
-        total = count_matching(session, flt, upto)
+    with transaction(services.engine) as db:
+        upto = db.execute(select(func.max(col(InboundEvent.id)))).scalar_one_or_none() or 0
+        total = count_matching(db, flt, upto)
         now = utcnow()
         row = Replay(
             filter_json=json.dumps(flt.to_json(), sort_keys=True),
@@ -70,10 +70,10 @@ def create_replay(services: Services, flt: EventFilter, *, actor_name: str) -> R
             created_at=now,
             updated_at=now,
         )
-        session.add(row)
-        session.flush()
+        db.add(row)
+        db.flush()
         append_audit(
-            session,
+            db,
             [
                 operator_draft(
                     actor_name,
@@ -86,7 +86,7 @@ def create_replay(services: Services, flt: EventFilter, *, actor_name: str) -> R
     return row
 
 
-def lock_replay(session: Session, replay_id: int) -> Replay:
+def lock_replay(db: Session, replay_id: int) -> Replay:
     """A replay row, locked (FOR UPDATE on PostgreSQL) in the caller's transaction; NotFound."""
     query = (
         select(Replay)
@@ -94,7 +94,7 @@ def lock_replay(session: Session, replay_id: int) -> Replay:
         .execution_options(populate_existing=True)
         .with_for_update()
     )
-    row: Replay | None = session.execute(query).scalar_one_or_none()
+    row: Replay | None = db.execute(query).scalar_one_or_none()
     if row is None:
         raise NotFound(f"no replay {replay_id}")
     return row
@@ -104,12 +104,12 @@ def mark_failed(services: Services, replay_id: int, error: Exception) -> None:
     """Record a run's error on its row, and its end in the audit history (logged, never raised,
     if even that fails)."""
     try:
-        with transaction(services.engine) as session:
-            row = lock_replay(session, replay_id)
+        with transaction(services.engine) as db:
+            row = lock_replay(db, replay_id)
             row.state, row.updated_at = ReplayState.FAILED.value, utcnow()
             row.error = f"{type(error).__name__}: {str(error)[:400]}"
-            session.add(row)
-            audit_end(session, row, f"stopped on {type(error).__name__}")
+            db.add(row)
+            audit_end(db, row, f"stopped on {type(error).__name__}")
     except Exception:
         log.exception("could not mark replay %s failed", replay_id)
 
@@ -118,13 +118,13 @@ END_COUNTS = ("applied", "superseded", "quarantined", "failed", "deferred")
 """The counts a bulk replay's end entry in the audit history gives (from its summary)."""
 
 
-def audit_end(session: Session, row: Replay, how: str) -> None:
+def audit_end(db: Session, row: Replay, how: str) -> None:
     """The audit entry of a bulk replay's end (finished, or stopped by an error), with its
     counts, beside the one written when it started; in the caller's transaction."""
     summary = json.loads(row.summary_json)
     counts = ", ".join(f"{key} {summary.get(key, 0)}" for key in END_COUNTS)
     reason = f"bulk replay {row.id} {how} after {row.done} of {row.total} event(s) ({counts})"
-    append_audit(session, [operator_draft(row.created_by, "replay", reason, flt=_filter(row))])
+    append_audit(db, [operator_draft(row.created_by, "replay", reason, flt=_filter(row))])
 
 
 def _filter(row: Replay) -> EventFilter | None:
@@ -138,8 +138,8 @@ def _filter(row: Replay) -> EventFilter | None:
 
 def get_replay(services: Services, replay_id: int) -> Replay:
     """A replay row; NotFound if there is none."""
-    with transaction(services.engine) as session:
-        row = session.get(Replay, replay_id)
+    with transaction(services.engine) as db:
+        row = db.get(Replay, replay_id)
         if row is None:
             raise NotFound(f"no replay {replay_id}")
         return row
@@ -147,17 +147,17 @@ def get_replay(services: Services, replay_id: int) -> Replay:
 
 def list_replays(services: Services, limit: int = DEFAULT_LIMIT) -> list[Replay]:
     """The newest replays first."""
-    with transaction(services.engine) as session:
+    with transaction(services.engine) as db:
         query = select(Replay).order_by(col(Replay.id).desc()).limit(limit)
-        return list(session.execute(query).scalars())
+        return list(db.execute(query).scalars())
 
 
 def stale_replay_ids(services: Services, stale_after_seconds: float) -> list[int]:
     """Pending or running replays nobody advanced for `stale_after_seconds` (their worker died)."""
     cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
-    with transaction(services.engine) as session:
+    with transaction(services.engine) as db:
         ids = list(
-            session.execute(
+            db.execute(
                 select(col(Replay.id)).where(
                     col(Replay.state).in_([ReplayState.PENDING.value, ReplayState.RUNNING.value]),
                     col(Replay.updated_at) < cutoff,

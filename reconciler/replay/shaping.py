@@ -66,13 +66,13 @@ def show_event(
     """
     if not redacted and not actor_name:
         raise ValueError("an unredacted view needs the operator's name for the audit history")
-    with transaction(services.engine) as session:
-        event = session.get(InboundEvent, event_id)
+    with transaction(services.engine) as db:
+        event = db.get(InboundEvent, event_id)
         if event is None:
             raise NotFound(f"no event {event_id}")
         observations = [
             _observation_json(obs, row)
-            for obs, row in session.execute(
+            for obs, row in db.execute(
                 select(ObservationRecord, VerificationSession)
                 .join(
                     VerificationSession,
@@ -89,7 +89,7 @@ def show_event(
         }
         if not redacted and shown["delivery"]["available"]:
             append_audit(
-                session,
+                db,
                 [
                     operator_draft(
                         actor_name or "",

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from receiver.store.ledger_models import AuditEntry
+from receiver.store.audit_models import AuditEntry
 from receiver.store.models import InboundEvent, ObservationRecord, OutboxEntry
 from reconciler.drain import drain_ready_events
 from tests.support import signing
@@ -63,17 +63,17 @@ def apply_all(services) -> Any:  # type: ignore[no-untyped-def]
 
 def count(engine, model, *where) -> int:  # type: ignore[no-untyped-def]
     """Rows of `model` matching `where`."""
-    with Session(engine) as session:
+    with Session(engine) as db:
         query = select(func.count()).select_from(model)
         for clause in where:
             query = query.where(clause)
-        return session.execute(query).scalar_one()
+        return db.execute(query).scalar_one()
 
 
 def audit_rows(engine) -> list[AuditEntry]:  # type: ignore[no-untyped-def]
     """Every audit entry in chain order."""
-    with Session(engine) as session:
-        return list(session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+    with Session(engine) as db:
+        return list(db.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
 
 
 __all__ = ["InboundEvent", "ObservationRecord", "OutboxEntry", "AuditEntry"]

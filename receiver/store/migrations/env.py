@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import receiver.store.schema  # noqa: F401  (registers every table on SQLModel.metadata)
+import receiver.store.all_tables  # noqa: F401  (registers every table on SQLModel.metadata)
 from receiver.store.db import make_engine
 
 config = context.config

@@ -27,7 +27,7 @@ Name = Annotated[str, StringConstraints(max_length=32)]
 PAGE_SIZES = (25, 50, 100, 200)
 NOT_SIGNED_IN = (None, "Not signed in: to the sign-in form")
 BAD_INPUT = "; control characters in the URL: JSON"
-"""Every route answers control characters in its URL with a JSON 400 (receiver/requests.py)."""
+"""Every route answers control characters in its URL with a JSON 400 (receiver/request_rules.py)."""
 
 
 def html(**codes: Any) -> Response:

@@ -85,10 +85,10 @@ class Timeline:
 
 def user_timeline(services: Services, user_ref: str) -> Timeline:
     """The user's status record and every session of theirs with its full history."""
-    with transaction(services.engine) as session:
-        record = session.get(UserRecord, user_ref)
+    with transaction(services.engine) as db:
+        record = db.get(UserRecord, user_ref)
         rows = list(
-            session.execute(
+            db.execute(
                 select(VerificationSession)
                 .where(col(VerificationSession.user_ref) == user_ref)
                 .order_by(col(VerificationSession.created_at), col(VerificationSession.id))
@@ -96,7 +96,7 @@ def user_timeline(services: Services, user_ref: str) -> Timeline:
         )
         history: dict[int, list[ObservationRecord]] = {row.id: [] for row in rows if row.id}
         if history:
-            for observation in session.execute(
+            for observation in db.execute(
                 select(ObservationRecord)
                 .where(col(ObservationRecord.session_pk).in_(sorted(history)))
                 .order_by(col(ObservationRecord.occurred_at), col(ObservationRecord.id))
