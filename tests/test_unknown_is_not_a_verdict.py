@@ -378,9 +378,12 @@ def test_contiguity_undocumented_event_types_are_never_a_verdict(suffix: str, ki
     body = envelope(f"identity.{kind}.{suffix}", {"id": "vs_1", "status": "verified"})
     with pytest.raises(UnknownValueError):
         webhook("contiguity", body)
-    assert not outcome_statuses(
-        lambda: PROVIDERS["contiguity"].parse_status("vs_1", {"status": suffix}, NOW)
-    ) & VERDICTS
+    assert (
+        not outcome_statuses(
+            lambda: PROVIDERS["contiguity"].parse_status("vs_1", {"status": suffix}, NOW)
+        )
+        & VERDICTS
+    )
 
 
 @settings(max_examples=100, deadline=None)

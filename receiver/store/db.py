@@ -184,13 +184,13 @@ def checkpoint_wal(engine: Engine) -> bool:
     return busy == 0
 
 
-@contextmanager
 def writer_lock(engine: Engine) -> AbstractContextManager[object]:
     """What a writing transaction holds around its work: SQLite's writer lock (one writer at a
     time across processes); nothing on PostgreSQL, whose row locks are enough."""
     return sqlite_write_lock(engine) if is_sqlite(engine) else nullcontext()
 
 
+@contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any error."""
     with writer_lock(engine):
