@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, inspect, text
 
-from receiver.store.db import make_engine
-from receiver.store.migrate import alembic_config, upgrade
-from tests.conftest import create_private_database, drop_private_database
+from receiver.store.migrate import upgrade
+from tests.support.migrations import downgrade, fresh_store
 
 
 def _indexes(engine: Engine) -> set[str]:
@@ -27,36 +25,17 @@ def _options(engine: Engine) -> list[str]:
         return list(found.scalar_one() or [])
 
 
-def _downgrade(engine: Engine, revision: str) -> None:
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_0009_drops_the_unread_outbox_index_and_restores_it_on_downgrade(
     store: str, tmp_path: Path
 ) -> None:
-    if store == "postgresql":
-        try:
-            url = create_private_database()
-        except Exception:
-            pytest.skip("PostgreSQL is not reachable")
-    else:
-        url = f"sqlite:///{tmp_path / 'm.db'}"
-    engine = make_engine(url)
-    try:
+    with fresh_store(store, tmp_path) as engine:
         upgrade(engine, "0008")
         assert "ix_outbox_available" in _indexes(engine)
         upgrade(engine)
         assert "ix_outbox_available" not in _indexes(engine)
         if store == "postgresql":
             assert "autovacuum_vacuum_threshold=5000" in _options(engine)
-        _downgrade(engine, "0008")
+        downgrade(engine, "0008")
         assert "ix_outbox_available" in _indexes(engine)
         assert _options(engine) == []
-    finally:
-        engine.dispose()
-        if store == "postgresql":
-            drop_private_database(url)

@@ -7,12 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, inspect, text
 
-from receiver.store.db import make_engine
-from receiver.store.migrate import alembic_config, upgrade
-from tests.conftest import create_private_database, drop_private_database
+from receiver.store.migrate import upgrade
+from tests.support.migrations import downgrade, fresh_store
 
 UNUSED = {"deadline_at", "expires_at"}
 
@@ -27,26 +25,11 @@ def _indexes(engine: Engine) -> set[str]:
         return {i["name"] or "" for i in inspect(conn).get_indexes("verification_sessions")}
 
 
-def _downgrade(engine: Engine, revision: str) -> None:
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_0010_drops_the_unused_deadlines_and_adds_them_back_on_downgrade(
     store: str, tmp_path: Path
 ) -> None:
-    if store == "postgresql":
-        try:
-            url = create_private_database()
-        except Exception:
-            pytest.skip("PostgreSQL is not reachable")
-    else:
-        url = f"sqlite:///{tmp_path / 'm.db'}"
-    engine = make_engine(url)
-    try:
+    with fresh_store(store, tmp_path) as engine:
         upgrade(engine, "0009")
         assert UNUSED <= _columns(engine)
         indexes = _indexes(engine)
@@ -62,13 +45,9 @@ def test_0010_drops_the_unused_deadlines_and_adds_them_back_on_downgrade(
         upgrade(engine)
         assert not UNUSED & _columns(engine)
         assert _indexes(engine) == indexes
-        _downgrade(engine, "0009")
+        downgrade(engine, "0009")
         assert UNUSED <= _columns(engine)
         assert _indexes(engine) == indexes
         with engine.connect() as conn:
             kept = conn.execute(text("SELECT session_id FROM verification_sessions")).scalars()
             assert list(kept) == ["vs_1"]
-    finally:
-        engine.dispose()
-        if store == "postgresql":
-            drop_private_database(url)
