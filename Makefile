@@ -75,6 +75,10 @@ bench: venv
 		--seconds 20 --json bench/results/e2e_postgresql_half.json
 	$(PY) -m bench.profile_ingest --backend postgresql > bench/results/ingest_profile_postgresql.txt
 	$(PY) -m bench.profile_ingest --backend sqlite > bench/results/ingest_profile_sqlite.txt
+	$(PY) -m pip install -q py-spy
+	$(PY) -m bench.spy_ingest --backend postgresql --server plain
+	$(PY) -m bench.spy_ingest --backend postgresql --server shipped
+	$(PY) -m bench.spy_ingest --backend sqlite --server shipped
 	$(PY) -m bench.wal_per_delivery --deliveries 2000 --repeat 3 --what-if
 	$(PY) -m bench.apply_throughput --backend postgresql --events 20000 --workers 2
 	$(PY) -m bench.drain_backlog --backend postgresql --backlog 10000 100000 --explain

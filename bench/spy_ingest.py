@@ -4,11 +4,12 @@
 of verihook and the floor (`bench/floor_app.py`), served the way `bench.ingest` serves them
 (`--server plain`: `gunicorn -w 2`, sync workers; `shipped`: deploy/gunicorn.conf.py), wrk sends
 fresh signed iDenfy deliveries for `--seconds` while py-spy samples every worker (`--rate` per
-second, only threads on a CPU: idle and waiting threads are not counted). Each sample is charged
-to the innermost Python frame (time in C, the driver's libpq or OpenSSL, counts for the Python
-function that called it) and summed by where that frame's code lives: one of verihook's modules,
-a library, the standard library. The figure is CPU µs per delivery (samples ÷ rate ÷ requests).
-Bounded in time; needs py-spy (`pip install py-spy`; not a verihook dependency) and wrk.
+second) with `--gil`: only the thread holding the interpreter lock counts, which is the Python
+CPU a delivery costs (waits without the lock, such as for the database's answer, or a thread
+asleep, do not count; C code run under the lock, hashing or the driver's packing, does). Each
+sample is charged to the innermost Python frame and summed by where that frame's code lives: one
+of verihook's modules, a library, the standard library. The figure is CPU µs per delivery
+(samples ÷ rate ÷ deliveries made while sampling). Bounded in time; needs py-spy (`pip install py-spy`; not a verihook dependency) and wrk.
 
     .venv/bin/python -m bench.spy_ingest --backend postgresql --server plain --seconds 15
 """
@@ -76,6 +77,12 @@ def leaf_samples(raw: Path) -> Counter[str]:
     return found
 
 
+def py_spy() -> str | None:
+    """py-spy on PATH, or beside this interpreter (`pip install py-spy` into the venv)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
 def sample(stack: Stack, app: str, server: str, seconds: int, rate: int) -> dict[str, Any]:
     """Serve `app`, load it with wrk while py-spy samples its workers; µs per delivery."""
     lines = stack.tmp / f"deliveries-{app}.txt"
@@ -84,7 +91,15 @@ def sample(stack: Stack, app: str, server: str, seconds: int, rate: int) -> dict
     raw = stack.tmp / f"{app}.raw"
     assert stack.web is not None
     spy = subprocess.Popen(
-        ["py-spy", "record", "--pid", str(stack.web.pid), "--subprocesses", "--rate", str(rate)]
+        [
+            py_spy() or "py-spy",
+            "record",
+            "--pid",
+            str(stack.web.pid),
+            "--subprocesses",
+            "--rate",
+            str(rate),
+        ]
         + ["--duration", str(seconds), "--format", "raw", "--output", str(raw), "--nonblocking"]
         + ["--full-filenames", "--gil"],
         stdout=subprocess.DEVNULL,
@@ -120,9 +135,8 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--keep", type=Path, default=None, help="copy py-spy's raw stacks here")
     args = parser.parse_args()
-    for tool in ("py-spy", "wrk"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is not installed (pip install py-spy; apt-get install wrk)")
+    if not py_spy() or not shutil.which("wrk"):
+        sys.exit("needs py-spy and wrk (pip install py-spy; apt-get install wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="verihook-spy-"))
     with Stack(args.backend, tmp) as stack:
         floor_app.create_table(stack.settings.database_url)
