@@ -9,7 +9,8 @@ CPU a delivery costs (waits without the lock, such as for the database's answer,
 asleep, do not count; C code run under the lock, hashing or the driver's packing, does). Each
 sample is charged to the innermost Python frame and summed by where that frame's code lives: one
 of verihook's modules, a library, the standard library. The figure is CPU µs per delivery
-(samples ÷ rate ÷ deliveries made while sampling). Bounded in time; needs py-spy (`pip install py-spy`; not a verihook dependency) and wrk.
+(samples ÷ rate ÷ deliveries made while sampling). Bounded in time; needs py-spy (`pip install
+py-spy`; not a verihook dependency) and wrk.
 
     .venv/bin/python -m bench.spy_ingest --backend postgresql --server plain --seconds 15
 """
