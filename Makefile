@@ -64,8 +64,8 @@ fuzz: venv
 demo: venv
 	$(VENV)/bin/verihook demo
 
-## bench: every benchmark (about 25 minutes on 2 CPUs; not part of `make test`); results in
-## bench/results/. A backlog of a million events (about 30 minutes more):
+## bench: every benchmark (about 28 minutes on 2 CPUs; not part of `make test`); results in
+## bench/results/. A backlog of a million events (about 18 minutes more):
 ##   $(PY) -m bench.drain_backlog --backend postgresql --backlog 1000000
 bench: venv
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
