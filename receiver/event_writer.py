@@ -13,6 +13,7 @@ failed batch means for each delivery in it:
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,12 +46,18 @@ class Refused:
 class EventWriter:
     """Stores prepared event rows, batching the ones that arrive together (thread-safe).
 
-    Each batch is written on a driver connection checked out of the ingest engine's pool; after
-    any error that connection is discarded and the next batch takes a new one.
+    Batches are written on one driver connection of the ingest engine's pool, kept between
+    batches (only the committer's leader writes, one batch at a time), so a batch costs no pool
+    check-out and check-in. After any error that connection is discarded and the next batch
+    takes a new one. `close()` gives it back to the pool; so does the garbage collector when a
+    writer is dropped without `close()` (a finalizer, not `__del__`), so none is left checked out.
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.engine = engine
+        self._kept: list[Any] = []
+        """The pooled connection kept between batches (none or one)."""
+        weakref.finalize(self, _give_back, self._kept)
         self._committer: GroupCommitter[EventRow, StoredEvent | Refused] = GroupCommitter(
             self._write_batch, max_batch=max_batch
         )
@@ -100,10 +107,8 @@ class EventWriter:
         """One transaction: BEGIN IMMEDIATE … COMMIT on SQLite (under the process-wide writer
         lock); on PostgreSQL the autocommit connection makes the one statement its own.
 
-        The connection is checked out of the ingest pool for the batch and given back after it.
-        (Keeping it between batches saved a check-out per batch, but a writer dropped without
-        `close()` then left an open connection behind: tests build many.)"""
-        pooled = self.engine.raw_connection()
+        The connection kept from the last batch, or a new one from the ingest pool."""
+        pooled = self._kept.pop() if self._kept else self.engine.raw_connection()
         try:
             stored = self._write_on(pooled.driver_connection, rows)
         except BaseException:
@@ -112,11 +117,13 @@ class EventWriter:
             # rarely the store refuses anything.
             _discard(pooled)
             raise
-        pooled.close()  # back to the pool
+        self._kept.append(pooled)
         return stored
 
     def close(self) -> None:
-        """Nothing is kept between batches; for callers that stop a writer."""
+        """Give the kept connection back to the pool (the process is stopping); a later batch
+        takes one again."""
+        _give_back(self._kept)
 
     def _write_on(self, connection: Any, rows: Sequence[EventRow]) -> list[StoredEvent]:
         if not is_sqlite(self.engine):
@@ -130,6 +137,15 @@ class EventWriter:
                 _roll_back(connection)
                 raise
         return stored
+
+
+def _give_back(kept: list[Any]) -> None:
+    """Return a writer's kept connection to its pool (at `close()` or once the writer is gone)."""
+    while kept:
+        try:
+            kept.pop().close()
+        except Exception:  # the pool is gone or the connection broke: nothing to give back
+            log.debug("giving back an ingest connection failed", exc_info=True)
 
 
 def _discard(pooled: Any) -> None:

@@ -3,6 +3,7 @@ fails alone, a dropped connection is retried once, a dead database is StoreUnava
 
 from __future__ import annotations
 
+import gc
 import threading
 from datetime import UTC, datetime
 
@@ -134,6 +135,25 @@ def test_a_dropped_connection_is_retried_once_on_a_fresh_one(engine, ingest_engi
     assert ended >= 1
     assert writer.store(row("after")).created  # type: ignore[union-attr]
     assert counts(engine) == (2, 2)
+
+
+def test_the_writer_keeps_one_connection_and_gives_it_back(ingest_engines, backend):  # type: ignore[no-untyped-def]
+    """Batches share one kept connection (no pool check-out each); close() returns it to the
+    pool, and so does dropping a writer that was never closed, so no connection stays out."""
+    pool = ingest_engines[backend].pool
+    writer = EventWriter(ingest_engines[backend])
+    assert writer.store(row("one")).created  # type: ignore[union-attr]
+    assert pool.checkedout() == 1  # type: ignore[attr-defined]
+    kept = writer._kept[0].driver_connection
+    assert writer.store(row("two")).created  # type: ignore[union-attr]
+    assert writer._kept[0].driver_connection is kept and pool.checkedout() == 1  # type: ignore[attr-defined]
+    writer.close()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert writer.store(row("three")).created  # type: ignore[union-attr]  # after close: a new one
+    assert pool.checkedout() == 1  # type: ignore[attr-defined]
+    del writer
+    gc.collect()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 def test_an_unreachable_database_is_store_unavailable(backend, tmp_path):  # type: ignore[no-untyped-def]
