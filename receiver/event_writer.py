@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import Pool
 
 from receiver.exceptions import StoreUnavailableError
 from receiver.group_commit import DEFAULT_MAX_BATCH, GroupCommitter
@@ -55,9 +56,9 @@ class EventWriter:
 
     def __init__(self, engine: Engine, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.engine = engine
-        self._kept: list[Any] = []
-        """The pooled connection kept between batches (none or one)."""
-        weakref.finalize(self, _give_back, self._kept)
+        self._kept: list[tuple[Any, Pool]] = []
+        """The pooled connection kept between batches (none or one), with the pool it is from."""
+        weakref.finalize(self, _give_back, self._kept, engine)
         self._committer: GroupCommitter[EventRow, StoredEvent | Refused] = GroupCommitter(
             self._write_batch, max_batch=max_batch
         )
@@ -107,8 +108,12 @@ class EventWriter:
         """One transaction: BEGIN IMMEDIATE … COMMIT on SQLite (under the process-wide writer
         lock); on PostgreSQL the autocommit connection makes the one statement its own.
 
-        The connection kept from the last batch, or a new one from the ingest pool."""
-        pooled = self._kept.pop() if self._kept else self.engine.raw_connection()
+        The connection kept from the last batch, or a new one from the ingest pool (also when
+        the engine was disposed since: the kept one belongs to a pool nobody uses any more)."""
+        if self._kept and self._kept[-1][1] is not self.engine.pool:
+            _give_back(self._kept, self.engine)
+        pool = self.engine.pool
+        pooled = self._kept.pop()[0] if self._kept else self.engine.raw_connection()
         try:
             stored = self._write_on(pooled.driver_connection, rows)
         except BaseException:
@@ -117,13 +122,19 @@ class EventWriter:
             # rarely the store refuses anything.
             _discard(pooled)
             raise
-        self._kept.append(pooled)
+        self._kept.append((pooled, pool))
         return stored
 
     def close(self) -> None:
         """Give the kept connection back to the pool (the process is stopping); a later batch
         takes one again."""
-        _give_back(self._kept)
+        _give_back(self._kept, self.engine)
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: let go of the kept connection without a word to the server (the
+        parent still uses that socket; closing it here would end the parent's session too)."""
+        _ABANDONED.extend(pooled for pooled, _ in self._kept)  # never closed nor collected here
+        self._kept.clear()
 
     def _write_on(self, connection: Any, rows: Sequence[EventRow]) -> list[StoredEvent]:
         if not is_sqlite(self.engine):
@@ -139,12 +150,22 @@ class EventWriter:
         return stored
 
 
-def _give_back(kept: list[Any]) -> None:
-    """Return a writer's kept connection to its pool (at `close()` or once the writer is gone)."""
+_ABANDONED: list[Any] = []
+"""Connections a forked child inherited from its parent's writer: kept, never used or closed."""
+
+
+def _give_back(kept: list[tuple[Any, Pool]], engine: Engine) -> None:
+    """Return a writer's kept connection to its pool (at `close()` or once the writer is gone),
+    or close it when that pool was disposed since (the engine has a new one): checked in there,
+    it would stay open and unused."""
     while kept:
+        pooled, pool = kept.pop()
         try:
-            kept.pop().close()
-        except Exception:  # the pool is gone or the connection broke: nothing to give back
+            if pool is engine.pool:
+                pooled.close()
+            else:
+                pooled.invalidate()
+        except Exception:  # the connection broke meanwhile: nothing to give back
             log.debug("giving back an ingest connection failed", exc_info=True)
 
 

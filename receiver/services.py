@@ -122,7 +122,10 @@ class Services:
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's pooled connections without closing them, and
-        its ingest writer, waker and refusal ledger (their threads stayed in the parent)."""
+        its ingest writer (and the connection it kept), waker and refusal ledger (their threads
+        stayed in the parent)."""
+        if self._ingest is not None:
+            self._ingest[0].abandon_after_fork()
         self.engine.dispose(close=False)
         if self._ingest_engine is not None:
             self._ingest_engine.dispose(close=False)

@@ -4,6 +4,7 @@ fails alone, a dropped connection is retried once, a dead database is StoreUnava
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from datetime import UTC, datetime
 
@@ -144,9 +145,9 @@ def test_the_writer_keeps_one_connection_and_gives_it_back(ingest_engines, backe
     writer = EventWriter(ingest_engines[backend])
     assert writer.store(row("one")).created  # type: ignore[union-attr]
     assert pool.checkedout() == 1  # type: ignore[attr-defined]
-    kept = writer._kept[0].driver_connection
+    kept = writer._kept[0][0].driver_connection
     assert writer.store(row("two")).created  # type: ignore[union-attr]
-    assert writer._kept[0].driver_connection is kept and pool.checkedout() == 1  # type: ignore[attr-defined]
+    assert writer._kept[0][0].driver_connection is kept and pool.checkedout() == 1  # type: ignore[attr-defined]
     writer.close()
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
     assert writer.store(row("three")).created  # type: ignore[union-attr]  # after close: a new one
@@ -154,6 +155,31 @@ def test_the_writer_keeps_one_connection_and_gives_it_back(ingest_engines, backe
     del writer
     gc.collect()
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_forked_child_leaves_the_parents_kept_connection_alone(make_services, backend):  # type: ignore[no-untyped-def]
+    """gunicorn's post_fork: the child drops the writer it inherited without closing its
+    connection (closing would end the parent's session on the server) and writes on its own."""
+    services = make_services()
+    assert services.event_writer.store(row("parent-1")).created  # type: ignore[union-attr]
+    kept = services.event_writer._kept[0][0].driver_connection
+    pid = os.fork()
+    if pid == 0:  # the child: nothing of pytest's, just an exit code
+        code = 1
+        try:
+            services.after_fork()
+            gc.collect()
+            stored = services.event_writer.store(row("child"))
+            code = 0 if isinstance(stored, StoredEvent) and stored.created else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    gc.collect()
+    assert services.event_writer.store(row("parent-2")).created  # type: ignore[union-attr]
+    # the same connection, so it was not ended under the parent and replaced by the retry
+    assert services.event_writer._kept[0][0].driver_connection is kept
+    assert counts(services.engine) == (3, 3)
 
 
 def test_an_unreachable_database_is_store_unavailable(backend, tmp_path):  # type: ignore[no-untyped-def]
