@@ -110,10 +110,8 @@ class EventWriter:
 
         The connection kept from the last batch, or a new one from the ingest pool (also when
         the engine was disposed since: the kept one belongs to a pool nobody uses any more)."""
-        if self._kept and self._kept[-1][1] is not self.engine.pool:
-            _give_back(self._kept, self.engine)
         pool = self.engine.pool
-        pooled = self._kept.pop()[0] if self._kept else self.engine.raw_connection()
+        pooled = _take(self._kept, pool, self.engine) or self.engine.raw_connection()
         try:
             stored = self._write_on(pooled.driver_connection, rows)
         except BaseException:
@@ -154,12 +152,28 @@ _ABANDONED: list[Any] = []
 """Connections a forked child inherited from its parent's writer: kept, never used or closed."""
 
 
+def _take(kept: list[tuple[Any, Pool]], pool: Pool, engine: Engine) -> Any:
+    """The kept connection if it is still from `pool`, the engine's current one (else it is
+    closed); None when none is kept. Safe against a `close()` from another thread."""
+    try:
+        pooled, source = kept.pop()
+    except IndexError:
+        return None
+    if source is pool:
+        return pooled
+    _give_back([(pooled, source)], engine)
+    return None
+
+
 def _give_back(kept: list[tuple[Any, Pool]], engine: Engine) -> None:
     """Return a writer's kept connection to its pool (at `close()` or once the writer is gone),
     or close it when that pool was disposed since (the engine has a new one): checked in there,
     it would stay open and unused."""
-    while kept:
-        pooled, pool = kept.pop()
+    while True:
+        try:
+            pooled, pool = kept.pop()
+        except IndexError:  # none kept, or the writer took it meanwhile
+            return
         try:
             if pool is engine.pool:
                 pooled.close()

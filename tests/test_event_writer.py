@@ -157,6 +157,28 @@ def test_the_writer_keeps_one_connection_and_gives_it_back(ingest_engines, backe
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
+def test_a_connection_kept_across_a_disposal_of_its_engine_is_closed(engine, backend):  # type: ignore[no-untyped-def]
+    """Another part of the process disposed the engine (its pool is replaced): the writer's kept
+    connection is closed, not checked in to the old pool where it would stay open, and the next
+    batch takes one from the new pool."""
+    ingest = make_ingest_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        writer = EventWriter(ingest)
+        assert writer.store(row("before")).created  # type: ignore[union-attr]
+        old = writer._kept[0][0].driver_connection
+        ingest.dispose()
+        assert writer.store(row("after")).created  # type: ignore[union-attr]
+        assert writer._kept[0][0].driver_connection is not old
+        with pytest.raises(Exception, match="(?i)closed"):
+            old.execute("SELECT 1")
+        assert ingest.pool.checkedout() == 1  # type: ignore[attr-defined]
+        writer.close()
+        assert ingest.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        ingest.dispose()
+    assert counts(engine) == (2, 2)
+
+
 def test_a_forked_child_leaves_the_parents_kept_connection_alone(make_services, backend):  # type: ignore[no-untyped-def]
     """gunicorn's post_fork: the child drops the writer it inherited without closing its
     connection (closing would end the parent's session on the server) and writes on its own."""
