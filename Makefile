@@ -64,13 +64,14 @@ fuzz: venv
 demo: venv
 	$(VENV)/bin/verihook demo
 
-## bench: every benchmark (about 28 minutes on 2 CPUs; not part of `make test`); results in
+## bench: every benchmark (about 29 minutes on 2 CPUs; not part of `make test`); results in
 ## bench/results/. A backlog of a million events (about 18 minutes more):
 ##   $(PY) -m bench.drain_backlog --backend postgresql --backlog 1000000
 bench: venv
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) -m bench.ingest --backend postgresql --seconds 10 --repeat 3
 	$(PY) -m bench.ingest --backend sqlite --seconds 10 --repeat 3
+	$(PY) -m bench.ingest_tail --backend sqlite --rate-from bench/results/ingest_sqlite.json
 	$(PY) -m bench.e2e --backend postgresql --rate-from bench/results/ingest_postgresql.json \
 		--seconds 20 --json bench/results/e2e_postgresql_half.json
 	$(PY) -m bench.profile_ingest --backend postgresql > bench/results/ingest_profile_postgresql.txt
