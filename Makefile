@@ -81,6 +81,8 @@ bench: venv
 	$(PY) -m bench.spy_ingest --backend postgresql --server shipped
 	$(PY) -m bench.spy_ingest --backend sqlite --server shipped
 	$(PY) -m bench.wal_per_delivery --deliveries 2000 --repeat 3 --what-if
+	$(PY) -m bench.store_step --backend sqlite --what-if
+	$(PY) -m bench.store_step --backend postgresql --what-if
 	$(PY) -m bench.apply_throughput --backend postgresql --events 20000 --workers 2
 	$(PY) -m bench.drain_backlog --backend postgresql --backlog 10000 100000 --explain
 	$(PY) -m bench.drain_backlog --backend sqlite --backlog 10000 100000
