@@ -37,13 +37,15 @@ test: venv
 	.ci/install-nginx || echo "nginx is not installed: the slow-client tests behind nginx skip"
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-## check: the fast loop, under a minute (about 45 s): ruff, the import contracts (ARCHITECTURE.md),
-## mypy --strict ([tool.mypy] in pyproject.toml; incremental, .mypy_cache), then the tests marked
+## check: the fast loop, under a minute (about 45 s): ruff (lint and format), the import
+## contracts (ARCHITECTURE.md), mypy --strict ([tool.mypy] in pyproject.toml; incremental,
+## .mypy_cache), then the tests marked
 ## `unit` (pure core and unit tests: ordering, signatures, status parsers, settings, terminal
 ## escaping, deploy files; no PostgreSQL, Redis or child process). `make test` runs the unit
 ## tests too, and mypy (tests/test_types.py).
 check: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
@@ -102,6 +104,7 @@ lock: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
