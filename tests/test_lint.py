@@ -7,23 +7,18 @@ Not marked `unit`: `make check` runs ruff itself, first.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess[str]:
     """ruff with the project's configuration, run from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", "ruff", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_tool("ruff", *args, timeout=60)
 
 
 @pytest.mark.parametrize("command", [("check", "."), ("format", "--check", ".")])

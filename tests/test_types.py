@@ -7,24 +7,19 @@ Not marked `unit`: `make check` runs mypy itself, before the unit tests; `make t
 from __future__ import annotations
 
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def mypy(*args: str) -> subprocess.CompletedProcess[str]:
     """mypy with the project's configuration (pyproject.toml), run from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", "mypy", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
+    return run_tool("mypy", *args, timeout=280)
 
 
 @pytest.mark.timeout(300)

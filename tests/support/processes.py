@@ -40,3 +40,15 @@ def verihook(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def run_tool(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """A development tool (`python -m mypy`, `python -m ruff`) with the project's configuration
+    (pyproject.toml), run from the repository root; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
