@@ -292,10 +292,8 @@ class InboundFront:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """Serve a webhook, or pass the request on."""
-        method = environ.get("REQUEST_METHOD", "")
-        if (method != "POST" and method.upper() != "POST") or not environ.get(
-            "PATH_INFO", ""
-        ).startswith("/webhooks/"):
+        method = environ.get("REQUEST_METHOD", "").upper()
+        if method != "POST" or not environ.get("PATH_INFO", "").startswith("/webhooks/"):
             return self.downstream(environ, start_response)
         req = Request(environ)
         match = WEBHOOK_PATH.fullmatch(req.path)
